@@ -1,0 +1,1 @@
+"""Training loops, one readable file per algorithm, sharing :mod:`rlmem.algos.functional`."""

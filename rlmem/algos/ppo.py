@@ -1,0 +1,248 @@
+"""Recurrent PPO with any :class:`rlmem.memory.Memory` (truncated BPTT over whole chunks).
+
+Reads top to bottom like the paper (Schulman et al. 2017) and CleanRL's ppo_atari_lstm:
+
+1. Rollout: ``T = num_steps`` steps in ``B = num_envs`` batched envs. The memory state at
+   the chunk start is stored; every step records ``start`` (an episode starts here).
+   Truncated episodes bootstrap: ``gamma * V(final_obs)`` is added to their last reward.
+2. Advantages: GAE over the chunk, cut at every episode end.
+3. Update: ``update_epochs`` passes; minibatches split the *env* axis so each sequence is
+   replayed whole from its stored state with its start mask.
+
+Same seed and thread count give the same parameters on CPU, also across a stop and
+``--resume`` (checkpoints hold the optimiser, RNG, env and memory state).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Callable
+
+import numpy as np
+import torch
+
+from rlmem.agents.policy import ActorCritic
+from rlmem.algos.functional import env_minibatches, explained_variance, gae, normalize, ppo_loss
+from rlmem.config import RunConfig
+from rlmem.envs.vector import make_vec_env
+from rlmem.memory import index_state
+from rlmem.runs import Run, from_safe, to_safe
+
+RECENT = 100  # episodes in the rolling success / return window
+
+
+def train(
+    cfg: RunConfig,
+    run: Run | None = None,
+    *,
+    resume: bool = False,
+    stop_after: int | None = None,
+    callback: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train ``cfg`` and return the last update's metrics.
+
+    Args:
+        run: where metrics and checkpoints go (``None``: nothing is written).
+        resume: continue ``run`` from its newest checkpoint.
+        stop_after: pause once this many env steps are done (checkpoint, then return);
+            ``rlmem train --resume`` continues exactly where it stopped.
+        callback: called with the metrics dict after every update (progress bars).
+    """
+    p = cfg.ppo
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
+    T, B = p.num_steps, p.num_envs
+
+    envs = make_vec_env(cfg.env, B, cfg.env_kwargs)
+    policy = ActorCritic(envs.single_observation_space, envs.single_action_space, cfg.policy).to(device)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=p.learning_rate, eps=1e-5)
+
+    # ---------------------------------------------------------------- rollout storage [T, B]
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    obs_buf = torch.zeros((T, B, *obs_space.shape), dtype=_torch_dtype(obs_space.dtype), device=device)
+    act_buf = torch.zeros((T, B, *act_space.shape), dtype=_torch_dtype(act_space.dtype), device=device)
+    logp_buf = torch.zeros((T, B), device=device)
+    value_buf = torch.zeros((T, B), device=device)
+    reward_buf = torch.zeros((T, B), device=device)
+    start_buf = torch.zeros((T, B), dtype=torch.bool, device=device)
+    end_buf = torch.zeros((T, B), dtype=torch.bool, device=device)
+
+    # ---------------------------------------------------------------- loop state
+    next_obs, _ = envs.reset(seed=cfg.seed)
+    next_start = np.ones(B, dtype=bool)  # every env begins an episode
+    state = policy.initial_state(B, device)
+    ep_return, ep_length = np.zeros(B), np.zeros(B, dtype=np.int64)
+    recent: deque[tuple[float, int, float]] = deque(maxlen=RECENT)  # (return, length, success)
+    first_update, global_step = 0, 0
+
+    if resume:
+        if run is None:
+            raise ValueError("resume needs a run")
+        ckpt = run.load_checkpoint()
+        policy.load_state_dict(ckpt["policy"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        first_update, global_step = ckpt["update"], ckpt["step"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        loop = ckpt["loop"]
+        if ckpt["env_state"] is not None and hasattr(envs, "set_state"):
+            envs.set_state(from_safe(ckpt["env_state"]))
+            next_obs, next_start = loop["obs"].numpy(), loop["start"].numpy()
+            state = loop["state"]
+            ep_return, ep_length = loop["ep_return"].numpy(), loop["ep_length"].numpy()
+        else:  # envs without get_state restart their episodes (documented: not bit-exact)
+            next_obs, _ = envs.reset(seed=cfg.seed + 7919 * first_update)
+        recent.extend(tuple(r) for r in ckpt["recent"])
+        run.truncate_metrics(global_step)
+
+    t0, step0 = time.perf_counter(), global_step
+    metrics: dict = {}
+    for update in range(first_update, cfg.num_updates):
+        lr = p.learning_rate * (1.0 - update / cfg.num_updates) if p.anneal_lr else p.learning_rate
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        chunk_state = state  # the memory state before step 0 of this chunk
+        finished: list[tuple[float, int, float]] = []
+
+        # ------------------------------------------------------------ 1. rollout
+        for t in range(T):
+            obs_t = torch.as_tensor(next_obs, device=device)
+            start_t = torch.as_tensor(next_start, device=device)
+            with torch.no_grad():
+                out, state = policy(obs_t[None], state, start_t[None])
+                action, logp = policy.sample(out.params[0])
+            next_obs, reward, terminated, truncated, info = envs.step(policy.env_action(action))
+            global_step += B
+
+            ep_return += reward
+            ep_length += 1
+            reward_t = torch.as_tensor(reward, dtype=torch.float32, device=device)
+            if truncated.any():  # bootstrap: the episode was cut, not finished
+                reward_t += p.gamma * _final_values(policy, info, truncated, state, device)
+            done = terminated | truncated
+            if done.any():
+                finished += _episode_stats(info, done, ep_return, ep_length)
+                ep_return[done], ep_length[done] = 0.0, 0
+
+            obs_buf[t], act_buf[t], logp_buf[t] = obs_t, action, logp
+            value_buf[t], reward_buf[t] = out.value[0], reward_t
+            start_buf[t], end_buf[t] = start_t, torch.as_tensor(done, device=device)
+            next_start = done
+
+        # ------------------------------------------------------------ 2. advantages
+        with torch.no_grad():
+            out, _ = policy(
+                torch.as_tensor(next_obs, device=device)[None], state, torch.as_tensor(next_start, device=device)[None]
+            )
+            advantages, returns = gae(reward_buf, value_buf, end_buf, out.value[0], p.gamma, p.gae_lambda)
+
+        # ------------------------------------------------------------ 3. update
+        for epoch in range(p.update_epochs):
+            for mb in env_minibatches(B, p.num_minibatches):
+                mb = mb.to(device)
+                out, _ = policy(obs_buf[:, mb], index_state(chunk_state, mb), start_buf[:, mb])
+                new_logp, entropy = policy.log_prob_entropy(out.params, act_buf[:, mb])
+                mb_adv = normalize(advantages[:, mb]) if p.norm_adv else advantages[:, mb]
+                loss, stats = ppo_loss(
+                    new_logp, logp_buf[:, mb], mb_adv, out.value, value_buf[:, mb], returns[:, mb], entropy,
+                    p.clip_coef, p.vf_coef, p.ent_coef, p.clip_vloss,
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), p.max_grad_norm)
+                optimizer.step()
+            if p.target_kl and stats["approx_kl"] > p.target_kl:
+                break
+
+        # ------------------------------------------------------------ log, checkpoint
+        recent.extend(finished)
+        metrics = {
+            "update": update + 1,
+            "step": global_step,
+            "sps": (global_step - step0) / (time.perf_counter() - t0),
+            "lr": lr,
+            **{k: float(v) for k, v in stats.items()},
+            "explained_variance": explained_variance(value_buf, returns),
+            "episodes": len(finished),
+            **_window(recent),
+        }
+        if run is not None:
+            run.log(global_step, metrics)
+        if callback is not None:
+            callback(metrics)
+        last = update + 1 == cfg.num_updates
+        pause = stop_after is not None and global_step >= stop_after
+        if run is not None and (last or pause or (update + 1) % cfg.checkpoint_every == 0):
+            run.save_checkpoint(
+                global_step,
+                {
+                    "version": 1,
+                    "update": update + 1,
+                    "step": global_step,
+                    "policy": policy.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "env_state": to_safe(envs.get_state()) if hasattr(envs, "get_state") else None,
+                    "loop": {
+                        "obs": torch.as_tensor(next_obs),
+                        "start": torch.as_tensor(next_start),
+                        "state": state,
+                        "ep_return": torch.as_tensor(ep_return),
+                        "ep_length": torch.as_tensor(ep_length),
+                    },
+                    "recent": [list(r) for r in recent],
+                },
+            )
+        if pause and not last:
+            metrics["paused"] = True
+            break
+    envs.close()
+    if run is not None:
+        run.close()
+    return metrics
+
+
+# --------------------------------------------------------------------------- helpers
+def _final_values(policy: ActorCritic, info: dict, truncated: np.ndarray, state, device) -> torch.Tensor:
+    """V(final_obs) of the truncated envs (0 elsewhere), read with their pre-reset state."""
+    idx = np.flatnonzero(truncated)
+    final = np.stack([info["final_obs"][i] for i in idx])
+    idx_t = torch.as_tensor(idx, device=device)
+    with torch.no_grad():
+        out, _ = policy(
+            torch.as_tensor(final, device=device)[None],
+            index_state(state, idx_t),
+            torch.zeros((1, len(idx)), dtype=torch.bool, device=device),
+        )
+    values = torch.zeros(len(truncated), device=device)
+    values[idx_t] = out.value[0]
+    return values
+
+
+def _episode_stats(info: dict, done: np.ndarray, ep_return: np.ndarray, ep_length: np.ndarray) -> list:
+    """(return, length, success) of every env whose episode ended; success nan if unknown."""
+    final = info.get("final_info", {})
+    success = final.get("success")
+    mask = final.get("_success")
+    out = []
+    for i in np.flatnonzero(done):
+        s = float(success[i]) if success is not None and mask is not None and mask[i] else float("nan")
+        out.append((float(ep_return[i]), int(ep_length[i]), s))
+    return out
+
+
+def _window(recent: deque) -> dict:
+    if not recent:
+        return {}
+    arr = np.asarray(recent, dtype=np.float64)
+    out = {"episode_return": float(arr[:, 0].mean()), "episode_length": float(arr[:, 1].mean())}
+    succ = arr[:, 2][~np.isnan(arr[:, 2])]
+    if len(succ):
+        out["success"] = float(succ.mean())
+    return out
+
+
+def _torch_dtype(np_dtype) -> torch.dtype:
+    return torch.from_numpy(np.zeros(0, dtype=np_dtype)).dtype

@@ -1,0 +1,92 @@
+"""Environments that demand memory, registered with Gymnasium under the ``rlmem/`` namespace.
+
+Importing this package only registers ids (entry points are strings, so no environment
+module is imported until an env is made). Every id has an ``entry_point`` (the single env,
+for ``gymnasium.make``) and, for hot envs, a ``vector_entry_point`` (the native batched env,
+which ``gymnasium.make_vec(id, num_envs=N)`` returns). No ``TimeLimit`` is added: each env
+enforces its own time limit and reports ``truncated``.
+
+Registered ids
+--------------
+Endless T-Maze (rewriting suite; Shchendrigin et al., AAMAS 2026, :mod:`rlmem.envs.tmaze`):
+
+==================================  ===  ===========  =========  ====================================
+id                                  n    length mode  lengths    purpose
+==================================  ===  ===========  =========  ====================================
+``rlmem/EndlessTMaze-v0``           3    uniform      5..10      the demo setting (rewriting)
+``rlmem/EndlessTMazeRetention-v0``  1    uniform      5..10      retention-only control (classic T-Maze)
+``rlmem/EndlessTMazeFixed-v0``      3    fixed        10         rewriting, predictable junctions
+``rlmem/EndlessTMazeLong-v0``       5    uniform      10..20     rewriting over long horizons
+==================================  ===  ===========  =========  ====================================
+
+Any id accepts the env's keyword arguments (``gym.make("rlmem/EndlessTMaze-v0",
+n_corridors=5, l_min=1)``); the authors' own configurations (n = 3 fixed 5 for GTrXL;
+n = 5 uniform 1..10 for FFM/SHM) are entries of ``envs/rewriting.toml``.
+
+Helpers: :func:`rlmem_ids` lists the ids, :func:`memory_types` reads an id's
+``metadata["memory_types"]`` tags from its entry point class without building the env.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
+
+from rlmem.errors import UnknownNameError
+
+__all__ = ["NAMESPACE", "memory_types", "register", "rlmem_ids"]
+
+NAMESPACE = "rlmem"
+
+
+def register(env_id: str, entry_point: str, vector_entry_point: str | None = None, **kwargs: Any) -> None:
+    """Register ``env_id`` once (a second call, e.g. on re-import, is a no-op)."""
+    if env_id in gym.registry:
+        return
+    gym.register(
+        id=env_id,
+        entry_point=entry_point,
+        vector_entry_point=vector_entry_point,
+        max_episode_steps=None,  # the envs truncate themselves; the batched env must match
+        kwargs=kwargs,
+    )
+
+
+def rlmem_ids() -> list[str]:
+    """All registered ids in the ``rlmem/`` namespace, sorted."""
+    return sorted(env_id for env_id in gym.registry if env_id.startswith(f"{NAMESPACE}/"))
+
+
+def memory_types(env_id: str) -> tuple[str, ...]:
+    """The ``metadata["memory_types"]`` tags of ``env_id``'s entry point class (no env is built).
+
+    Raises :class:`rlmem.errors.UnknownNameError` (listing the rlmem ids) for an unknown id.
+    """
+    spec = gym.registry.get(env_id)
+    if spec is None:
+        raise UnknownNameError(f"unknown environment id {env_id!r}; rlmem ids: {', '.join(rlmem_ids())}")
+    entry = spec.entry_point or spec.vector_entry_point
+    creator = load_env_creator(entry) if isinstance(entry, str) else entry
+    metadata = getattr(creator, "metadata", None) or {}
+    return tuple(metadata.get("memory_types", ()))
+
+
+# --------------------------------------------------------------------------- Endless T-Maze
+
+_TMAZE = "rlmem.envs.tmaze:EndlessTMaze"
+_TMAZE_VEC = "rlmem.envs.tmaze:EndlessTMazeVec"
+
+register(
+    "rlmem/EndlessTMaze-v0", _TMAZE, _TMAZE_VEC, n_corridors=3, length_mode="uniform", l_min=5, l_max=10
+)
+register(
+    "rlmem/EndlessTMazeRetention-v0", _TMAZE, _TMAZE_VEC, n_corridors=1, length_mode="uniform", l_min=5, l_max=10
+)
+register(
+    "rlmem/EndlessTMazeFixed-v0", _TMAZE, _TMAZE_VEC, n_corridors=3, length_mode="fixed", l_min=10, l_max=10
+)
+register(
+    "rlmem/EndlessTMazeLong-v0", _TMAZE, _TMAZE_VEC, n_corridors=5, length_mode="uniform", l_min=10, l_max=20
+)

@@ -1,0 +1,60 @@
+"""How training loops get environments: always batched, always SAME_STEP autoreset.
+
+``make_vec_env`` returns the id's native batched implementation when it registers a
+``vector_entry_point`` (rlmem's own envs) and a ``SyncVectorEnv`` otherwise (CartPole,
+MiniGrid, ...). Both use Gymnasium's SAME_STEP autoreset: when an episode ends, the
+returned observation is already the next episode's first one, and the last observation
+of the finished episode is in ``info["final_obs"]`` (needed to bootstrap truncations).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from rlmem.errors import ConfigError, UnknownNameError
+
+
+def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of ``env_id``, or an UnknownNameError naming close matches."""
+    import rlmem.envs  # noqa: F401  (registers rlmem/ ids)
+
+    try:
+        return gym.spec(env_id)
+    except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `rlmem envs` lists rlmem's ids"
+        raise UnknownNameError(f"unknown environment id {env_id!r} ({type(e).__name__}){hint}") from None
+
+
+def make_vec_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None) -> VectorEnv:
+    """``num_envs`` copies of ``env_id`` as one SAME_STEP-autoreset vector env."""
+    spec = env_spec(env_id)
+    kwargs = dict(env_kwargs or {})
+    try:
+        if spec.vector_entry_point is not None:
+            envs = gym.make_vec(spec, num_envs=num_envs, **kwargs)
+            if envs.metadata.get("autoreset_mode") == AutoresetMode.SAME_STEP:
+                return envs
+            envs.close()  # a native batched env of another autoreset mode (e.g. CartPole's)
+        return gym.make_vec(
+            spec,
+            num_envs=num_envs,
+            vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+            **kwargs,
+        )
+    except TypeError as e:  # an unknown keyword argument of the env constructor
+        raise ConfigError(f"environment {env_id}: bad env_kwargs {kwargs}: {e}") from None
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, render_mode: str | None = None) -> gym.Env:
+    """One (unbatched) copy of ``env_id``, e.g. for recording videos."""
+    spec = env_spec(env_id)
+    try:
+        return gym.make(spec, render_mode=render_mode, **(env_kwargs or {}))
+    except TypeError as e:
+        raise ConfigError(f"environment {env_id}: bad env_kwargs {env_kwargs}: {e}") from None

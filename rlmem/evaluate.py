@@ -1,0 +1,110 @@
+"""Evaluate a trained policy: success rate with a 95% interval, returns, lengths."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlmem.agents.policy import ActorCritic
+from rlmem.envs.vector import make_vec_env
+from rlmem.errors import RunError
+from rlmem.runs import Run
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes use seeds training never saw
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    episodes: int
+    success: float
+    """Fraction of successful episodes (nan if the env reports no ``success``)."""
+    success_ci: tuple[float, float]
+    """95% Wilson score interval of the success rate."""
+    mean_return: float
+    std_return: float
+    mean_length: float
+
+
+def load_policy(run: Run, checkpoint: str | None = None) -> tuple[ActorCritic, dict[str, Any]]:
+    """The run's policy with the newest (or given) checkpoint's weights, in eval mode."""
+    cfg = run.config
+    ckpt = run.load_checkpoint(checkpoint)
+    envs = make_vec_env(cfg.env, 1, cfg.env_kwargs)
+    policy = ActorCritic(envs.single_observation_space, envs.single_action_space, cfg.policy)
+    envs.close()
+    try:
+        policy.load_state_dict(ckpt["policy"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise RunError(f"checkpoint of {run.path} does not match its config.toml: {str(e).splitlines()[0]}") from None
+    return policy.eval(), ckpt
+
+
+def evaluate(
+    policy: ActorCritic,
+    env_id: str,
+    env_kwargs: dict | None = None,
+    episodes: int = 100,
+    seed: int = 0,
+    deterministic: bool = True,
+    num_envs: int = 32,
+    device: str = "cpu",
+) -> EvalResult:
+    """Run exactly ``episodes`` episodes in a batched env.
+
+    Each sub-env runs a fixed quota of episodes, so short episodes are not over-counted
+    (taking the first N to finish would bias toward them).
+    """
+    num_envs = max(1, min(num_envs, episodes))
+    quota = np.full(num_envs, episodes // num_envs)
+    quota[: episodes % num_envs] += 1
+    envs = make_vec_env(env_id, num_envs, env_kwargs)
+    policy = policy.to(device)
+    obs, _ = envs.reset(seed=seed)
+    start = np.ones(num_envs, dtype=bool)
+    state = policy.initial_state(num_envs, device)
+    done_count = np.zeros(num_envs, dtype=np.int64)
+    ep_return, ep_length = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
+    returns, lengths, successes = [], [], []
+    while (done_count < quota).any():
+        with torch.no_grad():
+            out, state = policy(
+                torch.as_tensor(obs, device=device)[None], state, torch.as_tensor(start, device=device)[None]
+            )
+            action, _ = policy.sample(out.params[0], deterministic=deterministic)
+        obs, reward, terminated, truncated, info = envs.step(policy.env_action(action))
+        ep_return += reward
+        ep_length += 1
+        start = terminated | truncated
+        final = info.get("final_info", {})
+        for i in np.flatnonzero(start):
+            if done_count[i] < quota[i]:
+                returns.append(ep_return[i])
+                lengths.append(ep_length[i])
+                if "success" in final and final["_success"][i]:
+                    successes.append(bool(final["success"][i]))
+                done_count[i] += 1
+            ep_return[i], ep_length[i] = 0.0, 0
+    envs.close()
+    n_succ = len(successes)
+    rate = float(np.mean(successes)) if n_succ else float("nan")
+    return EvalResult(
+        episodes=len(returns),
+        success=rate,
+        success_ci=wilson_interval(sum(successes), n_succ) if n_succ else (float("nan"), float("nan")),
+        mean_return=float(np.mean(returns)),
+        std_return=float(np.std(returns)),
+        mean_length=float(np.mean(lengths)),
+    )
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial proportion (sane at 0 and 1, unlike Wald)."""
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -1,0 +1,187 @@
+"""``gru`` and ``lstm``: recurrent memories with exact episode resets, no step loop.
+
+State (batch first, like every rlmem state): GRU ``h`` [B, num_layers, H]; LSTM a tuple
+``(h, c)``, each [B, num_layers, H]; float32, zeros at the start of an episode.
+
+Training replays chunks of T = 128 steps in which episodes start anywhere, often several
+times per env. Stepping ``nn.GRU``/``nn.LSTM`` one step at a time in Python (what
+sb3-contrib does when a sequence holds a reset) makes the interpreter loop dominate the
+update on CPU at the small per-minibatch batches PPO uses, so a chunk goes through one
+of three exact paths, each a single call of the fused ``nn.GRU``/``nn.LSTM``:
+
+1. ``T == 1`` (acting): reset the state where ``start[0]`` with ``torch.where``, one call.
+2. No start after step 0: reset at t = 0 the same way, one whole-sequence call.
+3. Starts inside the chunk: cut every env's chunk into *segments* at its starts. A
+   segment begins at t = 0 of every env (continuing the carried state unless ``start[0]``)
+   and at every start (from zeros). The S segments are scattered into a padded
+   [L_max, S, in_dim] tensor, packed (``pack_padded_sequence``, unsorted), run in one call
+   from their own initial states [num_layers, S, H], unpacked and gathered back to
+   [T, B, H]. Env b's final state is the final state of its last segment. All indices
+   come from a cumsum over the flattened [B, T] segment-begin mask: no loop over envs
+   or steps.
+
+On CPU, path 3 is run over blocks of at most ``K = max(8, cpu_block_rows // B)`` steps
+(K = T for small batches), threading the state from block to block. Why: PyTorch's CPU
+kernel for packed sequences precomputes the input projection of all B*T rows and slices
+it once per step; the backward of each slice writes a full-size gradient, so one packed
+call costs O(T * B*T) in its backward (pytorch/pytorch#149194). Measured here for an
+LSTM-128 at T = 128: one call over B = 64 envs is ~4x slower than blocks of 8 steps, at
+B = 128 ~10x. Blocks keep it linear in T, and a block without starts inside takes the
+fast whole-sequence path 2. On GPU the whole chunk is one call.
+
+Every path equals a step-by-step loop up to float rounding, and gradients flow to the
+inputs, the parameters, and the incoming state of segments that continue it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from rlmem.errors import ConfigError
+from rlmem.memory.base import Memory, State, register
+
+Parts = tuple[Tensor, ...]  # (h,) or (h, c), each [B, num_layers, H]
+
+
+class _Recurrent(Memory):
+    """Shared code of ``gru`` and ``lstm``; subclasses name the torch module.
+
+    Internally a state is a tuple of "parts" (``(h,)`` for GRU, ``(h, c)`` for LSTM),
+    each [B, num_layers, H]; torch's RNNs want them as [num_layers, B, H].
+    """
+
+    rnn_cls: type[nn.RNNBase]
+    kind: str      # the registered name, for error messages
+    n_parts: int   # 1: h (GRU); 2: (h, c) (LSTM)
+    #: On CPU, path 3 runs blocks of max(8, cpu_block_rows // B) steps (module doc).
+    cpu_block_rows: int = 512
+
+    def __init__(self, in_dim: int, hidden_size: int = 128, num_layers: int = 1):
+        super().__init__()
+        if in_dim < 1 or hidden_size < 1 or num_layers < 1:
+            raise ConfigError(
+                f"{self.kind}: need in_dim, hidden_size, num_layers >= 1; "
+                f"got in_dim={in_dim}, hidden_size={hidden_size}, num_layers={num_layers}"
+            )
+        self.in_dim = in_dim
+        self.out_dim = hidden_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.rnn = self.rnn_cls(in_dim, hidden_size, num_layers)  # time-major
+
+    # -- the public state <-> a tuple of parts
+    def _parts(self, state: State) -> Parts:
+        return tuple(state) if self.n_parts > 1 else (state,)
+
+    def _state(self, parts: Parts) -> State:
+        return tuple(parts) if self.n_parts > 1 else parts[0]
+
+    # -- parts [B, L, H] <-> torch's hidden [L, B, H] (a tensor for GRU, a tuple for LSTM)
+    @staticmethod
+    def _to_hx(parts: Parts):
+        hx = tuple(p.transpose(0, 1).contiguous() for p in parts)
+        return hx[0] if len(hx) == 1 else hx
+
+    @staticmethod
+    def _from_hx(hx) -> Parts:
+        hx = hx if isinstance(hx, tuple) else (hx,)
+        return tuple(h.transpose(0, 1).contiguous() for h in hx)
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
+        """Zeros [batch_size, num_layers, hidden_size] (one per part), the parameters' dtype."""
+        w = self.rnn.weight_ih_l0
+        shape = (batch_size, self.num_layers, self.hidden_size)
+        device = w.device if device is None else device
+        zeros = (torch.zeros(shape, device=device, dtype=w.dtype) for _ in range(self.n_parts))
+        return self._state(tuple(zeros))
+
+    def forward(self, x: Tensor, state: State, start: Tensor) -> tuple[Tensor, State]:
+        """Read ``x`` [T, B, in_dim] float32 from ``state``, resetting where ``start`` [T, B] bool.
+
+        Returns ``y`` [T, B, hidden_size] float32 and the state after step T-1.
+        """
+        T, B = start.shape
+        parts = self._parts(state)
+        if T == 1 or not bool(start[1:].any()):
+            y, parts = self._forward_whole(x, parts, start)
+            return y, self._state(parts)
+        # Path 3, in one block unless on CPU with many envs (see the module doc).
+        k = T if x.device.type != "cpu" else min(T, max(8, self.cpu_block_rows // B))
+        ys = []
+        for a in range(0, T, k):
+            block = start[a : a + k]
+            run = self._forward_segments if bool(block[1:].any()) else self._forward_whole
+            y, parts = run(x[a : a + k], parts, block)
+            ys.append(y)
+        return torch.cat(ys) if len(ys) > 1 else ys[0], self._state(parts)
+
+    def _forward_whole(self, x: Tensor, parts: Parts, start: Tensor) -> tuple[Tensor, Parts]:
+        """Paths 1 and 2: no start after step 0, so reset where ``start[0]``, then one call."""
+        keep = ~start[0].view(-1, 1, 1)
+        parts = tuple(torch.where(keep, p, 0.0) for p in parts)
+        y, hn = self.rnn(x, self._to_hx(parts))
+        return y, self._from_hx(hn)
+
+    def _forward_segments(self, x: Tensor, parts: Parts, start: Tensor) -> tuple[Tensor, Parts]:
+        """Path 3: one packed call over the segments between episode starts (module doc)."""
+        T, B = start.shape
+        n = B * T
+        # Segment-begin mask, env-major [B, T] so that segment ids increase along each env's
+        # chunk. Every env begins a segment at t = 0, so no segment spans two envs.
+        begin = start.t().clone()
+        begin[:, 0] = True
+        begin = begin.reshape(n)
+        seg = begin.cumsum(0) - 1                       # [B*T] segment of each (b, t)
+        first = begin.nonzero().squeeze(1)              # [S]   flat index where each begins
+        S = first.numel()
+        lengths = torch.diff(first, append=first.new_tensor([n]))  # [S]
+        step = torch.arange(n, device=start.device) - first[seg]   # [B*T] step within segment
+        seg_env = first // T                            # [S]   env of each segment
+        # Only a segment that begins at t = 0 without an episode start continues the
+        # carried state; all others start from zeros (the initial state).
+        carry = ((first % T) == 0) & ~start[0, seg_env]
+        h0 = tuple(torch.where(carry.view(S, 1, 1), p[seg_env], 0.0) for p in parts)  # [S, L, H]
+
+        # Index in time-major [T, B] order so x and y need no transposes.
+        step_tb = step.view(B, T).t()
+        seg_tb = seg.view(B, T).t()
+        lmax = int(lengths.max())
+        padded = x.new_zeros(lmax, S, x.shape[-1]).index_put((step_tb, seg_tb), x)
+        packed = pack_padded_sequence(padded, lengths.cpu(), enforce_sorted=False)
+        out, hn = self.rnn(packed, self._to_hx(h0))     # hn comes back in segment order
+        y = pad_packed_sequence(out, total_length=lmax)[0][step_tb, seg_tb]  # [T, B, H]
+
+        last = seg.view(B, T)[:, -1]                    # [B] last segment of each env
+        return y, tuple(p[last] for p in self._from_hx(hn))
+
+
+@register("gru")
+class GRUMemory(_Recurrent):
+    """GRU memory. State ``h`` [B, num_layers, hidden_size] float32.
+
+    Args:
+        in_dim: features per step.
+        hidden_size: width of the hidden state and of the output (``out_dim``).
+        num_layers: stacked GRU layers.
+    """
+
+    rnn_cls = nn.GRU
+    kind = "gru"
+    n_parts = 1
+
+
+@register("lstm")
+class LSTMMemory(_Recurrent):
+    """LSTM memory. State ``(h, c)``, each [B, num_layers, hidden_size] float32.
+
+    Args:
+        in_dim: features per step.
+        hidden_size: width of the hidden and cell states and of the output (``out_dim``).
+        num_layers: stacked LSTM layers.
+    """
+
+    rnn_cls = nn.LSTM
+    kind = "lstm"
+    n_parts = 2
