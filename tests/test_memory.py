@@ -219,8 +219,8 @@ def test_each_path_equals_step_loop_with_gradients(name, key):
 @pytest.mark.parametrize("name", ["gru", "lstm"])
 @pytest.mark.parametrize("key", list(PATTERNS))
 def test_recurrent_calls_the_rnn_once(name, key):
-    """No time loop: every path is one call of the fused nn.GRU / nn.LSTM."""
-    mem = built(name)
+    """No time loop: paths 1-3 are one call of nn.GRU / nn.LSTM (path 3' is tested below)."""
+    mem = packed(name)
     calls = []
     handle = mem.rnn.register_forward_hook(lambda *_: calls.append(1))
     try:
@@ -232,12 +232,49 @@ def test_recurrent_calls_the_rnn_once(name, key):
 
 
 @functools.lru_cache(maxsize=None)
+def packed(name: str) -> Memory:
+    """A recurrent memory that takes the packed path 3 (LSTM's CPU default is path 3')."""
+    torch.manual_seed(0)
+    mem = make(name, IN_DIM, **SMALL[name])
+    mem.cpu_padded_lstm = False
+    return mem
+
+
+@functools.lru_cache(maxsize=None)
 def blocked(name: str) -> Memory:
     """A recurrent memory that runs path 3 in CPU blocks of 8 steps even for tiny batches."""
     torch.manual_seed(0)
     mem = make(name, IN_DIM, **SMALL[name])
     mem.cpu_block_rows = 1  # blocks of max(8, 1 // B) = 8 steps
+    mem.cpu_padded_lstm = False
     return mem
+
+
+@settings(max_examples=30, deadline=None)
+@given(c=chunks())
+def test_packed_path_equals_step_loop(c):
+    """Path 3 for the LSTM (its CPU default is path 3'; GRU always takes path 3)."""
+    T, B, start, g = c
+    mem = packed("lstm")
+    x, s0 = case(mem, T, B, start, g)
+    fast, _ = loss_and_grads(mem, x, s0, start, one_call)
+    ref, _ = loss_and_grads(mem, x, s0, start, step_loop)
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_lstm_padded_path_calls_once_per_distinct_last_start():
+    """Path 3': one padded call for the outputs, one per distinct start of the last segments."""
+    mem = built("lstm")
+    assert mem.cpu_padded_lstm
+    calls = []
+    handle = mem.rnn.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        start = pattern("starts inside")  # last segments start at t = 15 (envs 1, 2) and 4 (env 0)
+        mem(torch.randn(16, 3, IN_DIM), mem.initial_state(3), start)
+    finally:
+        handle.remove()
+    assert len(calls) == 1 + 2
 
 
 @pytest.mark.parametrize("name", ["gru", "lstm"])
