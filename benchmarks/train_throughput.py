@@ -28,8 +28,9 @@ How each number is measured (nothing is hard-coded; every number comes from this
   limit is that of rlmem's matched network: same layers and shapes as its ``model.policy``.
   "of limit" = training SPS / limit SPS. It can exceed 100%: with few envs per minibatch
   (the matched config has one) and short episodes, rlmem replays the segments between
-  resets side by side in one packed call, fewer sequential steps than one reset-free
-  sequence, so the reset-free loop is the fastest path only at equal sequence length.
+  resets side by side as one batch (``rlmem/memory/recurrent.py``, paths 3 and 3'): fewer
+  sequential steps than one reset-free sequence (LSTM-256, one env, T = 128, a reset
+  every 25 steps: ~7 ms vs ~13 ms forward+backward here).
 
 Absolute numbers move with the CPU and its load; ratios measured in one run are what to
 compare across machines. Run: ``python benchmarks/train_throughput.py [--seconds 20]``
@@ -41,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -315,8 +317,13 @@ def main() -> None:
     def selected(config: str, env: str) -> bool:
         return not wanted or any(w in f"{config} {env}".lower() for w in wanted)
 
+    load = os.getloadavg()[0]
     print(f"torch {torch.__version__}, threads {args.threads}, {seconds:g} s timed per measurement "
-          f"after {warmup:g} s (at least one update) of warm-up")
+          f"after {warmup:g} s (at least one update) of warm-up; 1-min load average {load:.2f} at start")
+    if load > 0.5:
+        # Seen here (a niced run beside other work): RecurrentPPO, thousands of tiny
+        # multi-threaded ops per update, fell ~10x, rlmem's few large ops far less.
+        print("WARNING: the machine is busy; SPS (RecurrentPPO's above all) will be unreliable")
     print("matched = rlmem PPO with RecurrentPPO's network and hyperparameters: the ratio isolates "
           "implementation efficiency")
     print("limit = bare forward+backward of the same network and minibatch shapes (RecurrentPPO: "
@@ -364,7 +371,8 @@ def main() -> None:
     print("(matched: same network and work per update; presets: rlmem's own, smaller networks -- "
           "what a user gets, not like for like)")
     if args.json:
-        meta = {"torch": torch.__version__, "threads": args.threads, "seconds": seconds, "warmup_seconds": warmup}
+        meta = {"torch": torch.__version__, "threads": args.threads, "load_at_start": load,
+                "seconds": seconds, "warmup_seconds": warmup}
         args.json.write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows], "ratios": ratios}, indent=2))
 
 
