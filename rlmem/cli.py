@@ -7,6 +7,7 @@ with exit code 2.
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -94,16 +95,26 @@ def train_cmd(
         run = Run.create(runs_dir / (run_name or default_run_name(cfg)), cfg)
 
     bar = None
+    interrupted = False
 
-    def on_update(m: dict) -> None:
+    def on_update(m: dict) -> bool:
         nonlocal bar
-        if quiet:
-            return
-        if bar is None:  # created at the first update, so an early error prints one clean line
-            bar = _progress(cfg.num_updates * cfg.batch_size)
-        bar.n = m["step"]
-        bar.set_postfix_str(_postfix(m), refresh=False)
-        bar.refresh()
+        if not quiet:
+            if bar is None:  # created at the first update, so an early error prints one clean line
+                bar = _progress(cfg.num_updates * cfg.batch_size)
+            bar.n = m["step"]
+            bar.set_postfix_str(_postfix(m), refresh=False)
+            bar.refresh()
+        return interrupted  # True: checkpoint now and pause
+
+    def on_sigint(signum, frame) -> None:
+        nonlocal interrupted
+        if interrupted:  # a second Ctrl-C: stop at once (the newest checkpoint is kept)
+            raise KeyboardInterrupt
+        interrupted = True
+        print("\nrlmem: finishing this update, then checkpointing (Ctrl-C again to stop at once)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
 
     t0 = time.perf_counter()
     try:
@@ -113,6 +124,8 @@ def train_cmd(
             bar.close()
         _err(f"interrupted; the newest checkpoint is kept: continue with `rlmem train --resume {run.path}`")
         raise typer.Exit(130)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t0
@@ -120,6 +133,8 @@ def train_cmd(
     print(f"{verb}: {run.path}  steps={result.get('step', 0)}  wall={wall:.0f}s  {_postfix(result)}")
     if result.get("paused"):
         print(f"continue with: rlmem train --resume {run.path}")
+    if interrupted:
+        raise typer.Exit(130)
 
 
 # --------------------------------------------------------------------------- eval

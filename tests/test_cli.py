@@ -165,3 +165,30 @@ def test_usage_errors_are_one_line():
     assert_clean_error(rlmem("train", "--bogus-flag"), "No such option")
     assert_clean_error(rlmem("eval", "x", "--episodes", "0"), "--episodes must be positive")
     assert_clean_error(rlmem("train", "--resume", "x", "--env", "y"), "--resume continues a run")
+
+
+def test_ctrl_c_checkpoints_the_current_update_and_resumes(tmp_path):
+    """First Ctrl-C: finish the update, checkpoint, exit 130; nothing since is lost."""
+    import json
+    import signal
+    import time
+
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text('[policy]\nmemory = "gru"\nmemory_kwargs = { hidden_size = 8 }\n'
+                    '[ppo]\nnum_envs = 4\nnum_steps = 16\nnum_minibatches = 2\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "rlmem", "train", "--env", "rlmem/EndlessTMaze-v0", "--agent",
+                             str(tiny), "--steps", "10000000", "--threads", "1", "--quiet", "--runs-dir", str(tmp_path),
+                             "--run-name", "r"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "r" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+        assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else "slow"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in out
+    last_logged = json.loads(metrics.read_text().splitlines()[-1])["step"]
+    ckpts = sorted((tmp_path / "r" / "checkpoints").glob("step_*.pt"))
+    assert ckpts and int(ckpts[-1].stem.split("_")[1]) == last_logged  # the last update is saved

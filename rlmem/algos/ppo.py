@@ -47,7 +47,8 @@ def train(
         resume: continue ``run`` from its newest checkpoint.
         stop_after: pause once this many env steps are done (checkpoint, then return);
             ``rlmem train --resume`` continues exactly where it stopped.
-        callback: called with the metrics dict after every update (progress bars).
+        callback: called with the metrics dict after every update (progress bars); if it
+            returns True the run pauses there as with ``stop_after`` (the CLI's Ctrl-C).
     """
     p = cfg.ppo
     if cfg.torch_threads:
@@ -170,10 +171,9 @@ def train(
         }
         if run is not None:
             run.log(global_step, metrics)
-        if callback is not None:
-            callback(metrics)
+        asked = bool(callback(metrics)) if callback is not None else False
         last = update + 1 == cfg.num_updates
-        pause = stop_after is not None and global_step >= stop_after
+        pause = asked or (stop_after is not None and global_step >= stop_after)
         if run is not None and (last or pause or (update + 1) % cfg.checkpoint_every == 0):
             run.save_checkpoint(
                 global_step,

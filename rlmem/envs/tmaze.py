@@ -419,6 +419,10 @@ class EndlessTMaze(gym.Env[np.ndarray, np.int64]):
             dtype=np.float32,
         )
 
+    def get_action_meanings(self) -> list[str]:
+        """Action names (the Atari convention; the video recorder labels actions with them)."""
+        return ["FORWARD", "LEFT", "RIGHT"]
+
     # -- picture --------------------------------------------------------------------
 
     def render(self) -> np.ndarray | None:
