@@ -67,7 +67,7 @@ def train_cmd(
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Train an agent; writes runs/<name>/ (config, metrics, TensorBoard, checkpoints)."""
-    from rlmem.algos.ppo import train
+    from rlmem.algos.ppo import check_device, train
     from rlmem.config import load_preset, make_run_config, parse_inline_table
     from rlmem.envs.vector import make_vec_env
     from rlmem.runs import Run, default_run_name
@@ -91,7 +91,8 @@ def train_cmd(
             kwargs = {**preset.get("env_kwargs", {}), **kwargs}
         cfg = make_run_config(preset, env=env, env_kwargs=kwargs, total_steps=steps, seed=seed,
                               num_envs=num_envs, device=device, torch_threads=threads)
-        make_vec_env(cfg.env, 1, cfg.env_kwargs).close()  # bad id or kwargs: fail before creating a folder
+        make_vec_env(cfg.env, 1, cfg.env_kwargs).close()  # bad id, kwargs or device: fail before creating a folder
+        check_device(cfg.device)
         run = Run.create(runs_dir / (run_name or default_run_name(cfg)), cfg)
 
     bar = None

@@ -161,6 +161,13 @@ def test_existing_run_is_never_overwritten(trained_run):
     assert sorted((p.name, p.stat().st_size) for p in run_dir.rglob("*")) == before
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_clean_error(tmp_path):
+    assert_clean_error(rlmem("train", "--env", "rlmem/EndlessTMaze-v0", "--agent", "agents/gru.toml",
+                             "--device", "cuda", "--quiet", "--runs-dir", tmp_path), "sees no CUDA device")
+    assert not any(tmp_path.iterdir())
+
+
 def test_usage_errors_are_one_line():
     assert_clean_error(rlmem("train", "--bogus-flag"), "No such option")
     assert_clean_error(rlmem("eval", "x", "--episodes", "0"), "--episodes must be positive")

@@ -26,6 +26,7 @@ from rlmem.agents.policy import ActorCritic
 from rlmem.algos.functional import env_minibatches, explained_variance, gae, normalize, ppo_loss
 from rlmem.config import RunConfig
 from rlmem.envs.vector import make_vec_env
+from rlmem.errors import ConfigError
 from rlmem.memory import index_state
 from rlmem.runs import Run, from_safe, to_safe
 
@@ -54,7 +55,7 @@ def train(
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
+    device = check_device(cfg.device)
     T, B = p.num_steps, p.num_envs
 
     envs = make_vec_env(cfg.env, B, cfg.env_kwargs)
@@ -205,6 +206,14 @@ def train(
 
 
 # --------------------------------------------------------------------------- helpers
+def check_device(name: str) -> torch.device:
+    """The torch device ``name``, or a ConfigError if this machine cannot use it."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but this torch build sees no CUDA device")
+    return device
+
+
 def _final_values(policy: ActorCritic, info: dict, truncated: np.ndarray, state, device) -> torch.Tensor:
     """V(final_obs) of the truncated envs (0 elsewhere), read with their pre-reset state."""
     idx = np.flatnonzero(truncated)
