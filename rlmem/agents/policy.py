@@ -1,13 +1,13 @@
 """The recurrent actor-critic every PPO/GRPO agent uses: encoder -> Memory -> heads.
 
 Any registered :class:`rlmem.memory.Memory` plugs in by name (``PolicyConfig.memory``).
-Observations: ``Box`` of any shape (flattened) and ``Discrete`` (one-hot). Actions:
+Observations: flat ``Box`` (MLP), image ``Box`` (small CNN) and ``Discrete`` (one-hot), see
+:mod:`rlmem.agents.encoders`. Actions:
 ``Discrete`` (categorical) and ``Box`` (diagonal Gaussian, state-independent log-std).
 """
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Normal
 
 from rlmem import memory as memories
+from rlmem.agents.encoders import make_encoder, mlp, ortho
 from rlmem.config import PolicyConfig
 from rlmem.errors import ConfigError
 from rlmem.memory import State
@@ -33,33 +34,6 @@ class PolicyOut(NamedTuple):
     """[T, B, H] the actor memory's output, shown in the video's memory panel."""
 
 
-def _mlp(in_dim: int, sizes: tuple[int, ...], activation: str) -> tuple[nn.Module, int]:
-    act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
-    layers: list[nn.Module] = []
-    for size in sizes:
-        layers += [_ortho(nn.Linear(in_dim, size), math.sqrt(2)), act()]
-        in_dim = size
-    return nn.Sequential(*layers), in_dim
-
-
-def _ortho(layer: nn.Linear, gain: float) -> nn.Linear:
-    """Orthogonal weights and zero bias: the PPO initialisation (CleanRL, SB3)."""
-    nn.init.orthogonal_(layer.weight, gain)
-    nn.init.zeros_(layer.bias)
-    return layer
-
-
-def obs_dim(space: gym.Space) -> int:
-    """Width of the flat encoding of one observation."""
-    if isinstance(space, gym.spaces.Box):
-        return int(np.prod(space.shape))
-    if isinstance(space, gym.spaces.Discrete):
-        return int(space.n)
-    raise ConfigError(
-        f"observation space {space} is not supported by the MLP encoder yet (Box and Discrete are)"
-    )
-
-
 class ActorCritic(nn.Module):
     """Encoder -> Memory -> (actor, critic), with an optional separate critic trunk.
 
@@ -70,7 +44,6 @@ class ActorCritic(nn.Module):
     def __init__(self, obs_space: gym.Space, action_space: gym.Space, cfg: PolicyConfig):
         super().__init__()
         self.obs_space, self.action_space, self.cfg = obs_space, action_space, cfg
-        self.in_dim = obs_dim(obs_space)
         if isinstance(action_space, gym.spaces.Discrete):
             self.discrete, self.act_dim = True, int(action_space.n)
         elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
@@ -79,13 +52,13 @@ class ActorCritic(nn.Module):
         else:
             raise ConfigError(f"action space {action_space} is not supported (Discrete and 1-D Box are)")
 
-        self.pi_trunk = _Trunk(self.in_dim, cfg)
-        self.vf_trunk = _Trunk(self.in_dim, cfg) if cfg.separate_critic else None
-        pi_body, pi_dim = _mlp(self.pi_trunk.out_dim, cfg.head, cfg.activation)
-        vf_body, vf_dim = _mlp((self.vf_trunk or self.pi_trunk).out_dim, cfg.head, cfg.activation)
+        self.pi_trunk = _Trunk(obs_space, cfg)
+        self.vf_trunk = _Trunk(obs_space, cfg) if cfg.separate_critic else None
+        pi_body, pi_dim = mlp(self.pi_trunk.out_dim, cfg.head, cfg.activation)
+        vf_body, vf_dim = mlp((self.vf_trunk or self.pi_trunk).out_dim, cfg.head, cfg.activation)
         # Small actor init keeps the first policy near uniform; value head gain 1 (CleanRL).
-        self.actor = nn.Sequential(pi_body, _ortho(nn.Linear(pi_dim, self.act_dim), 0.01))
-        self.critic = nn.Sequential(vf_body, _ortho(nn.Linear(vf_dim, 1), 1.0))
+        self.actor = nn.Sequential(pi_body, ortho(nn.Linear(pi_dim, self.act_dim), 0.01))
+        self.critic = nn.Sequential(vf_body, ortho(nn.Linear(vf_dim, 1), 1.0))
 
     # ------------------------------------------------------------------ state
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
@@ -95,14 +68,8 @@ class ActorCritic(nn.Module):
         return {"pi": pi, "vf": self.vf_trunk.memory.initial_state(batch_size, device)}
 
     # ------------------------------------------------------------------ forward
-    def encode_obs(self, obs: Tensor) -> Tensor:
-        """[T, B, *obs_shape] (any dtype) -> [T, B, in_dim] float32."""
-        if isinstance(self.obs_space, gym.spaces.Discrete):
-            return nn.functional.one_hot(obs.long() - int(self.obs_space.start), self.in_dim).float()
-        return obs.reshape(*obs.shape[:2], self.in_dim).float()
-
     def forward(self, obs: Tensor, state: State, start: Tensor) -> tuple[PolicyOut, State]:
-        x = self.encode_obs(obs)
+        x = obs
         if self.vf_trunk is None:
             h, state = self.pi_trunk(x, state, start)
             h_vf = h
@@ -148,13 +115,13 @@ class ActorCritic(nn.Module):
 
 
 class _Trunk(nn.Module):
-    """Per-step MLP encoder followed by a memory."""
+    """Per-step encoder (chosen from the observation space) followed by a memory."""
 
-    def __init__(self, in_dim: int, cfg: PolicyConfig):
+    def __init__(self, obs_space: gym.Space, cfg: PolicyConfig):
         super().__init__()
-        self.encoder, enc_dim = _mlp(in_dim, tuple(cfg.encoder), cfg.activation)
-        self.memory = memories.make(cfg.memory, enc_dim, **cfg.memory_kwargs)
+        self.encoder = make_encoder(obs_space, tuple(cfg.encoder), cfg.activation)
+        self.memory = memories.make(cfg.memory, self.encoder.out_dim, **cfg.memory_kwargs)
         self.out_dim = self.memory.out_dim
 
-    def forward(self, x: Tensor, state: State, start: Tensor) -> tuple[Tensor, State]:
-        return self.memory(self.encoder(x), state, start)
+    def forward(self, obs: Tensor, state: State, start: Tensor) -> tuple[Tensor, State]:
+        return self.memory(self.encoder(obs), state, start)

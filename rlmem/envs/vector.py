@@ -2,7 +2,7 @@
 
 ``make_vec_env`` returns the id's native batched implementation when it registers a
 ``vector_entry_point`` (rlmem's own envs) and a ``SyncVectorEnv`` otherwise (CartPole,
-MiniGrid, ...). Both use Gymnasium's SAME_STEP autoreset: when an episode ends, the
+MiniGrid, ...), with the observation adapters of :mod:`rlmem.envs.adapters` for peer envs. Both use Gymnasium's SAME_STEP autoreset: when an episode ends, the
 returned observation is already the next episode's first one, and the last observation
 of the finished episode is in ``info["final_obs"]`` (needed to bootstrap truncations).
 """
@@ -22,6 +22,8 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     """The registered spec of ``env_id``, or an UnknownNameError naming close matches."""
     import rlmem.envs  # noqa: F401  (registers rlmem/ ids)
 
+    if env_id.startswith("MiniGrid"):
+        import minigrid  # noqa: F401  (registers MiniGrid-* ids)
     try:
         return gym.spec(env_id)
     except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
@@ -45,6 +47,7 @@ def make_vec_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None =
             num_envs=num_envs,
             vectorization_mode="sync",
             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+            wrappers=_adapters(spec),
             **kwargs,
         )
     except TypeError as e:  # an unknown keyword argument of the env constructor
@@ -55,6 +58,16 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, render_mode:
     """One (unbatched) copy of ``env_id``, e.g. for recording videos."""
     spec = env_spec(env_id)
     try:
-        return gym.make(spec, render_mode=render_mode, **(env_kwargs or {}))
+        env = gym.make(spec, render_mode=render_mode, **(env_kwargs or {}))
     except TypeError as e:
         raise ConfigError(f"environment {env_id}: bad env_kwargs {env_kwargs}: {e}") from None
+    for wrap in _adapters(spec):
+        env = wrap(env)
+    return env
+
+
+def _adapters(spec: gym.envs.registration.EnvSpec) -> list:
+    """Observation adapters that let rlmem's agents read a peer env (rlmem.envs.adapters)."""
+    from rlmem.envs.adapters import MiniGridAdapter, is_minigrid
+
+    return [MiniGridAdapter] if is_minigrid(spec) else []
