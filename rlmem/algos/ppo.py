@@ -27,7 +27,7 @@ from rlmem.algos.functional import env_minibatches, explained_variance, gae, nor
 from rlmem.config import RunConfig
 from rlmem.envs.vector import make_vec_env
 from rlmem.errors import ConfigError
-from rlmem.memory import index_state
+from rlmem.memory import index_state, map_state
 from rlmem.runs import Run, from_safe, to_safe
 
 RECENT = 100  # episodes in the rolling success / return window
@@ -92,7 +92,7 @@ def train(
         if ckpt["env_state"] is not None and hasattr(envs, "set_state"):
             envs.set_state(from_safe(ckpt["env_state"]))
             next_obs, next_start = loop["obs"].numpy(), loop["start"].numpy()
-            state = loop["state"]
+            state = map_state(lambda s: s.to(device), loop["state"])
             ep_return, ep_length = loop["ep_return"].numpy(), loop["ep_length"].numpy()
         else:  # envs without get_state restart their episodes (documented: not bit-exact)
             next_obs, _ = envs.reset(seed=cfg.seed + 7919 * first_update)
