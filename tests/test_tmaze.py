@@ -459,6 +459,6 @@ def test_rewriting_suite_file_loads_and_builds():
     entries = load_suite(Path(__file__).resolve().parents[1] / "envs" / "rewriting.toml")
     assert len({e.name for e in entries}) == len(entries) >= 4
     for entry in entries:
-        assert entry.env in TMAZE_IDS and entry.steps > 0
+        assert entry.env in rlmem_envs.rlmem_ids() and entry.steps > 0
         gym.make(entry.env, **entry.env_kwargs).reset(seed=0)
         gym.make_vec(entry.env, num_envs=2, **entry.env_kwargs).reset(seed=0)

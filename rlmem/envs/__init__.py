@@ -90,3 +90,38 @@ register(
 register(
     "rlmem/EndlessTMazeLong-v0", _TMAZE, _TMAZE_VEC, n_corridors=5, length_mode="uniform", l_min=10, l_max=20
 )
+
+# --------------------------------------------------------------------------- Color-Cubes
+# (rewriting suite; Shchendrigin et al., AAMAS 2026, :mod:`rlmem.envs.colorcubes`; no public
+# code, levels are our documented choices: trivial N=K=1, G=5, no teleports; medium N=5, K=4,
+# G=7, p_teleport=0.05; extreme = medium with colours hidden on teleport updates.)
+
+_CUBES = "rlmem.envs.colorcubes:ColorCubes"
+_CUBES_VEC = "rlmem.envs.colorcubes:ColorCubesVec"
+
+register("rlmem/ColorCubes-v0", _CUBES, _CUBES_VEC, level="medium")
+register("rlmem/ColorCubesTrivial-v0", _CUBES, _CUBES_VEC, level="trivial")
+register("rlmem/ColorCubesMedium-v0", _CUBES, _CUBES_VEC, level="medium")
+register("rlmem/ColorCubesExtreme-v0", _CUBES, _CUBES_VEC, level="extreme")
+
+
+# --------------------------------------------------------------------------- Retention controls
+# Retention-only controls (nothing to overwrite): Passive T-Maze (one cue, a blank delay, a
+# query), POPGym-style Repeat Previous (a sliding window of k symbols) and Count Recall (one
+# count per card value). Modules rlmem.envs.passive_tmaze / repeat_previous / count_recall;
+# suite file envs/retention.toml.
+
+_PASSIVE = "rlmem.envs.passive_tmaze:PassiveTMaze"
+_PASSIVE_VEC = "rlmem.envs.passive_tmaze:PassiveTMazeVec"
+register("rlmem/PassiveTMaze-v0", _PASSIVE, _PASSIVE_VEC, n_cues=2, delay=10)
+register("rlmem/PassiveTMazeLong-v0", _PASSIVE, _PASSIVE_VEC, n_cues=2, delay=50)
+
+_REPEAT = "rlmem.envs.repeat_previous:RepeatPrevious"
+_REPEAT_VEC = "rlmem.envs.repeat_previous:RepeatPreviousVec"
+register("rlmem/RepeatPrevious-v0", _REPEAT, _REPEAT_VEC, n_symbols=4, k=4, length=52)  # POPGym Easy
+register("rlmem/RepeatPreviousHard-v0", _REPEAT, _REPEAT_VEC, n_symbols=4, k=32, length=104)  # POPGym Medium
+
+_COUNT = "rlmem.envs.count_recall:CountRecall"
+_COUNT_VEC = "rlmem.envs.count_recall:CountRecallVec"
+register("rlmem/CountRecall-v0", _COUNT, _COUNT_VEC, n_values=4, length=32, max_count=15)
+register("rlmem/CountRecallHard-v0", _COUNT, _COUNT_VEC, n_values=13, length=104, max_count=15)
