@@ -1,17 +1,19 @@
-"""Environment throughput: native batched Endless T-Maze vs. its SyncVectorEnv vs. MiniGrid.
+"""Environment throughput: rlmem's native batched envs vs. SyncVectorEnv, MiniGrid and POPGym.
 
-Prints steps/s (environment steps summed over sub-envs) for
+Prints steps/s (environment steps summed over sub-envs), all measured in this run, with
+random actions drawn before the clock starts and SAME_STEP autoreset everywhere, for
 
-- the native batched ``EndlessTMazeVec`` at N = 1, 64, 1024;
-- the single ``EndlessTMaze`` under ``gymnasium.vector.SyncVectorEnv`` at N = 1, 64;
+- every registered ``rlmem/`` id with a native batched env, at N = 1, 64, 1024, and the
+  same id's single env under ``gymnasium.vector.SyncVectorEnv`` at N = 64;
 - ``MiniGrid-MemoryS7-v0`` under ``SyncVectorEnv`` at N = 1, 16 (the usual memory-task peer);
+- POPGym's RepeatPreviousEasy / CountRecallEasy under ``SyncVectorEnv`` when ``popgym`` is
+  installed (skipped with a note otherwise);
 
-all measured in this run, with random actions drawn before the clock starts, SAME_STEP
-autoreset everywhere, and the ratios that matter (native N = 1024 vs. MiniGrid; native vs.
-SyncVectorEnv at the same N). Ratios measured in one run are what to compare across
-machines; absolute numbers move with the CPU and its load.
+and the ratios that matter (native N = 1024 vs. MiniGrid, native vs. SyncVectorEnv at
+N = 64). Ratios measured in one run are what to compare across machines; absolute numbers
+move with the CPU and its load.
 
-    python benchmarks/env_throughput.py [--seconds 3]
+    python benchmarks/env_throughput.py [--seconds 2] [--only TMaze]
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlmem.envs.tmaze import EndlessTMaze, EndlessTMazeVec  # noqa: E402
+import rlmem.envs as rlmem_envs  # noqa: E402
 
-TMAZE_KWARGS = dict(n_corridors=3, length_mode="uniform", l_min=5, l_max=10)  # rlmem/EndlessTMaze-v0
+POPGYM_PEERS = ("popgym-RepeatPreviousEasy-v0", "popgym-CountRecallEasy-v0")
 
 
 def steps_per_second(env, seconds: float, n_actions: int, seed: int = 0) -> float:
@@ -57,47 +59,57 @@ def steps_per_second(env, seconds: float, n_actions: int, seed: int = 0) -> floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement (default 3)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement (default 2)")
+    parser.add_argument("--only", default="", help="measure only rlmem ids containing this text")
     args = parser.parse_args()
 
     import minigrid  # noqa: F401  (registers MiniGrid-*)
 
-    def sync_tmaze(n: int) -> SyncVectorEnv:
-        return SyncVectorEnv(
-            [lambda: EndlessTMaze(**TMAZE_KWARGS) for _ in range(n)], autoreset_mode=AutoresetMode.SAME_STEP
-        )
+    def sync(env_id: str, n: int) -> SyncVectorEnv:
+        return SyncVectorEnv([lambda: gym.make(env_id) for _ in range(n)], autoreset_mode=AutoresetMode.SAME_STEP)
 
-    def sync_minigrid(n: int) -> SyncVectorEnv:
-        return SyncVectorEnv(
-            [lambda: gym.make("MiniGrid-MemoryS7-v0") for _ in range(n)], autoreset_mode=AutoresetMode.SAME_STEP
-        )
+    def actions_of(env_id: str) -> int:
+        env = gym.make(env_id)
+        n = int(env.action_space.n)
+        env.close()
+        return n
 
-    cases: list[tuple[str, str, int, Callable[[], object], int]] = [
-        ("EndlessTMaze", "native batched", 1, lambda: EndlessTMazeVec(num_envs=1, **TMAZE_KWARGS), 3),
-        ("EndlessTMaze", "native batched", 64, lambda: EndlessTMazeVec(num_envs=64, **TMAZE_KWARGS), 3),
-        ("EndlessTMaze", "native batched", 1024, lambda: EndlessTMazeVec(num_envs=1024, **TMAZE_KWARGS), 3),
-        ("EndlessTMaze", "SyncVectorEnv", 1, lambda: sync_tmaze(1), 3),
-        ("EndlessTMaze", "SyncVectorEnv", 64, lambda: sync_tmaze(64), 3),
-        ("MiniGrid-MemoryS7-v0", "SyncVectorEnv", 1, lambda: sync_minigrid(1), 7),
-        ("MiniGrid-MemoryS7-v0", "SyncVectorEnv", 16, lambda: sync_minigrid(16), 7),
-    ]
-    print(f"{'env':<22} {'implementation':<16} {'N':>5} {'steps/s':>14}")
+    ids = [i for i in rlmem_envs.rlmem_ids() if gym.spec(i).vector_entry_point and args.only in i]
+    cases: list[tuple[str, str, int, Callable[[], object], int]] = []
+    for env_id in ids:
+        n_act = actions_of(env_id)
+        for n in (1, 64, 1024):
+            cases.append((env_id, "native batched", n, lambda env_id=env_id, n=n: gym.make_vec(env_id, num_envs=n), n_act))
+        cases.append((env_id, "SyncVectorEnv", 64, lambda env_id=env_id: sync(env_id, 64), n_act))
+    for n in (1, 16):
+        cases.append(("MiniGrid-MemoryS7-v0", "SyncVectorEnv", n, lambda n=n: sync("MiniGrid-MemoryS7-v0", n), 7))
+    try:
+        import popgym  # noqa: F401
+    except ImportError:
+        print("popgym is not installed (pip install popgym): POPGym peers skipped")
+    else:
+        for peer in POPGYM_PEERS:
+            cases.append((peer, "SyncVectorEnv", 1, lambda peer=peer: sync(peer, 1), actions_of(peer)))
+
+    print(f"{'env':<32} {'implementation':<16} {'N':>5} {'steps/s':>14}")
     results: dict[tuple[str, str, int], float] = {}
     for name, impl, n, make, n_actions in cases:
         env = make()
         sps = steps_per_second(env, args.seconds, n_actions)
         env.close()
         results[(name, impl, n)] = sps
-        print(f"{name:<22} {impl:<16} {n:>5} {sps:>14,.0f}", flush=True)
+        print(f"{name:<32} {impl:<16} {n:>5} {sps:>14,.0f}", flush=True)
 
-    native_1024 = results[("EndlessTMaze", "native batched", 1024)]
     minigrid_best = max(v for (name, _, _), v in results.items() if name.startswith("MiniGrid"))
+    popgym = [v for (name, _, _), v in results.items() if name.startswith("popgym")]
     print()
-    print(f"native T-Maze N=1024 / best MiniGrid-MemoryS7 SyncVectorEnv: {native_1024 / minigrid_best:8.1f}x")
-    for n in (1, 64):
-        native = results[("EndlessTMaze", "native batched", n)]
-        sync = results[("EndlessTMaze", "SyncVectorEnv", n)]
-        print(f"native T-Maze / SyncVectorEnv(EndlessTMaze), N={n:<4}:           {native / sync:8.1f}x")
+    print(f"{'env':<32} {'N=1024 / MiniGrid':>18} {'/ SyncVectorEnv @64':>20}" + (" / POPGym best" if popgym else ""))
+    for env_id in ids:
+        native = results[(env_id, "native batched", 1024)]
+        line = f"{env_id:<32} {native / minigrid_best:>17.0f}x {results[(env_id, 'native batched', 64)] / results[(env_id, 'SyncVectorEnv', 64)]:>19.1f}x"
+        if popgym:
+            line += f" {native / max(popgym):>12.1f}x"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -54,3 +54,24 @@ def test_gru_agent_trains_on_minigrid_memory():
     envs = make_vec_env("MiniGrid-MemoryS7-v0", 1)
     policy = ActorCritic(envs.single_observation_space, envs.single_action_space, PolicyConfig())
     assert isinstance(policy.pi_trunk.encoder, ImageEncoder)
+
+
+def test_popgym_envs_run_on_rlmem_agents():
+    import pytest
+
+    pytest.importorskip("popgym")
+    cfg = make_run_config({"ppo": {"num_envs": 4, "num_steps": 32, "num_minibatches": 2, "update_epochs": 1}},
+                          env="popgym-RepeatPreviousEasy-v0", total_steps=256)
+    assert train(cfg)["step"] == 256
+
+
+def test_missing_popgym_is_one_clear_error(monkeypatch):
+    import sys
+
+    import pytest
+
+    from rlmem.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "popgym", None)  # import popgym now raises ImportError
+    with pytest.raises(ConfigError, match=r"pip install rlmem\[popgym\]"):
+        make_vec_env("popgym-RepeatPreviousEasy-v0", 2)

@@ -24,6 +24,11 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
 
     if env_id.startswith("MiniGrid"):
         import minigrid  # noqa: F401  (registers MiniGrid-* ids)
+    if env_id.startswith("popgym-"):
+        try:
+            import popgym  # noqa: F401  (registers popgym-* ids)
+        except ImportError:
+            raise ConfigError(f"{env_id} is a POPGym env: install it with `pip install rlmem[popgym]`") from None
     try:
         return gym.spec(env_id)
     except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
