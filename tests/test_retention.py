@@ -119,7 +119,7 @@ CASES = [
             dict(delay=-1),
             dict(delay=True),
             dict(wrong_reward=float("inf")),
-            dict(render_mode="rgb_array"),
+            dict(render_mode="human"),
         ],
     ),
     Case(
@@ -132,7 +132,7 @@ CASES = [
         lambda cfg: cfg.reward_scale,
         _repeat_constant,
         lambda s, cfg: s["symbols"][np.arange(len(s["t"])), np.maximum(s["t"] - cfg.k, 0)],
-        [dict(n_symbols=1), dict(k=0), dict(k=5, length=5), dict(length=3.5), dict(render_mode="rgb_array")],
+        [dict(n_symbols=1), dict(k=0), dict(k=5, length=5), dict(length=3.5), dict(render_mode="human")],
     ),
     Case(
         "count",
@@ -144,7 +144,7 @@ CASES = [
         lambda cfg: cfg.reward_scale,
         _count_constant,
         lambda s, cfg: count_answers(s["cards"], cfg)[np.arange(len(s["t"])), s["t"]],
-        [dict(n_values=1), dict(length=0), dict(max_count=0), dict(max_count="3"), dict(render_mode="rgb_array")],
+        [dict(n_values=1), dict(length=0), dict(max_count=0), dict(max_count="3"), dict(render_mode="human")],
     ),
 ]
 CASE_IDS = [c.name for c in CASES]
@@ -208,6 +208,18 @@ def test_bad_kwargs_raise_config_error(case):
                 gym.make(env_id, **kwargs)
     with pytest.raises(ConfigError):
         case.vec(num_envs=0)
+    with pytest.raises(ConfigError):  # videos come from the single env; the batched one draws nothing
+        case.vec(num_envs=2, render_mode="rgb_array")
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_render_shows_the_observation(case):
+    env = case.single(render_mode="rgb_array")
+    obs, _ = env.reset(seed=0)
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+    lit = [frame[6, 4 + i * 16 + 8].max() > 150 for i in range(len(obs))]  # amber cells are the 1s
+    assert lit == [bool(v > 0.5) for v in obs]
 
 
 # --------------------------------------------------------------------------- determinism

@@ -27,13 +27,14 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from rlmem.envs._draw import observation_strip
 from rlmem.envs._vec import add_final, check_state_keys, is_int, reset_plan
 from rlmem.envs.tmaze import rng_from_array, rng_state_to_array
 from rlmem.errors import ConfigError
 
 __all__ = ["CountRecall", "CountRecallConfig", "CountRecallVec", "count_answers", "draw_cards"]
 
-METADATA = {"render_modes": [], "memory_types": ("capacity",)}
+METADATA = {"render_modes": ["rgb_array"], "render_fps": 4, "memory_types": ("capacity",)}
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,9 @@ class CountRecall(gym.Env[np.ndarray, np.int64]):
         self, n_values: int = 4, length: int = 32, max_count: int = 15, render_mode: str | None = None
     ) -> None:
         self.config = CountRecallConfig(n_values=n_values, length=length, max_count=max_count)
-        if render_mode is not None:
-            raise ConfigError(f"CountRecall: no render modes, got render_mode={render_mode!r}")
-        self.render_mode = None
+        if render_mode not in (None, "rgb_array"):
+            raise ConfigError(f"CountRecall: render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
         self.action_space = spaces.Discrete(self.config.n_actions)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(self.config.n_values,), dtype=np.float32)
         self._cards = np.zeros(self.config.length, dtype=np.int64)
@@ -175,6 +176,12 @@ class CountRecall(gym.Env[np.ndarray, np.int64]):
             obs[self._cards[self._t]] = 1.0
         return obs
 
+    def render(self) -> np.ndarray | None:
+        """``uint8[H, W, 3]``: the current observation as a strip of cells (see rlmem.envs._draw)."""
+        if self.render_mode is None:
+            return None
+        return observation_strip(self._observe())
+
     def get_state(self) -> dict[str, np.ndarray]:
         """``cards`` (int64[length]), ``t`` (steps taken), ``errors`` (wrong answers),
         ``needs_reset`` (bool), ``rng`` (uint64[6])."""
@@ -214,7 +221,7 @@ class CountRecallVec(VectorEnv):
     (:func:`count_answers`).
     """
 
-    metadata = {**METADATA, "autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata = {**METADATA, "render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(
         self,
@@ -227,8 +234,8 @@ class CountRecallVec(VectorEnv):
         if not is_int(num_envs) or num_envs < 1:
             raise ConfigError(f"CountRecallVec: num_envs must be an integer >= 1, got {num_envs!r}")
         self.config = cfg = CountRecallConfig(n_values=n_values, length=length, max_count=max_count)
-        if render_mode is not None:
-            raise ConfigError(f"CountRecallVec: no render modes, got render_mode={render_mode!r}")
+        if render_mode is not None:  # videos are recorded from the single env
+            raise ConfigError(f"CountRecallVec: renders no frames (use CountRecall), got render_mode={render_mode!r}")
         self.num_envs = n = int(num_envs)
         self.render_mode = None
         self.metadata = dict(self.metadata)

@@ -27,13 +27,14 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from rlmem.envs._draw import observation_strip
 from rlmem.envs._vec import add_final, check_state_keys, is_int, reset_plan
 from rlmem.envs.tmaze import rng_from_array, rng_state_to_array
 from rlmem.errors import ConfigError
 
 __all__ = ["PassiveTMaze", "PassiveTMazeConfig", "PassiveTMazeVec", "draw_cue"]
 
-METADATA = {"render_modes": [], "memory_types": ("sequential",)}
+METADATA = {"render_modes": ["rgb_array"], "render_fps": 4, "memory_types": ("sequential",)}
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,9 @@ class PassiveTMaze(gym.Env[np.ndarray, np.int64]):
 
     def __init__(self, n_cues: int = 2, delay: int = 10, wrong_reward: float = 0.0, render_mode: str | None = None):
         self.config = PassiveTMazeConfig(n_cues=n_cues, delay=delay, wrong_reward=wrong_reward)
-        if render_mode is not None:
-            raise ConfigError(f"PassiveTMaze: no render modes, got render_mode={render_mode!r}")
-        self.render_mode = None
+        if render_mode not in (None, "rgb_array"):
+            raise ConfigError(f"PassiveTMaze: render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
         n = self.config.n_cues
         self.action_space = spaces.Discrete(n)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(n + 1,), dtype=np.float32)
@@ -172,6 +173,12 @@ class PassiveTMaze(gym.Env[np.ndarray, np.int64]):
             obs[-1] = 1.0
         return obs
 
+    def render(self) -> np.ndarray | None:
+        """``uint8[H, W, 3]``: the current observation as a strip of cells (see rlmem.envs._draw)."""
+        if self.render_mode is None:
+            return None
+        return observation_strip(self._observe())
+
     def get_state(self) -> dict[str, np.ndarray]:
         """Hidden state: ``t`` (steps taken), ``cue`` (int64), ``needs_reset`` (bool), ``rng`` (uint64[6])."""
         return {
@@ -201,7 +208,7 @@ class PassiveTMazeVec(VectorEnv):
     Random draws happen only at resets (one cue per resetting sub-env, from its own generator).
     """
 
-    metadata = {**METADATA, "autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata = {**METADATA, "render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(
         self,
@@ -214,8 +221,8 @@ class PassiveTMazeVec(VectorEnv):
         if not is_int(num_envs) or num_envs < 1:
             raise ConfigError(f"PassiveTMazeVec: num_envs must be an integer >= 1, got {num_envs!r}")
         self.config = cfg = PassiveTMazeConfig(n_cues=n_cues, delay=delay, wrong_reward=wrong_reward)
-        if render_mode is not None:
-            raise ConfigError(f"PassiveTMazeVec: no render modes, got render_mode={render_mode!r}")
+        if render_mode is not None:  # videos are recorded from the single env
+            raise ConfigError(f"PassiveTMazeVec: renders no frames (use PassiveTMaze), got render_mode={render_mode!r}")
         self.num_envs = n = int(num_envs)
         self.render_mode = None
         self.metadata = dict(self.metadata)

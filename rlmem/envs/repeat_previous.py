@@ -26,13 +26,14 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from rlmem.envs._draw import observation_strip
 from rlmem.envs._vec import add_final, check_state_keys, is_int, reset_plan
 from rlmem.envs.tmaze import rng_from_array, rng_state_to_array
 from rlmem.errors import ConfigError
 
 __all__ = ["RepeatPrevious", "RepeatPreviousConfig", "RepeatPreviousVec", "draw_symbols"]
 
-METADATA = {"render_modes": [], "memory_types": ("sequential", "capacity")}
+METADATA = {"render_modes": ["rgb_array"], "render_fps": 4, "memory_types": ("sequential", "capacity")}
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,9 @@ class RepeatPrevious(gym.Env[np.ndarray, np.int64]):
 
     def __init__(self, n_symbols: int = 4, k: int = 4, length: int = 52, render_mode: str | None = None) -> None:
         self.config = RepeatPreviousConfig(n_symbols=n_symbols, k=k, length=length)
-        if render_mode is not None:
-            raise ConfigError(f"RepeatPrevious: no render modes, got render_mode={render_mode!r}")
-        self.render_mode = None
+        if render_mode not in (None, "rgb_array"):
+            raise ConfigError(f"RepeatPrevious: render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
         self.action_space = spaces.Discrete(self.config.n_symbols)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(self.config.n_symbols,), dtype=np.float32)
         self._symbols = np.zeros(self.config.length, dtype=np.int64)
@@ -166,6 +167,12 @@ class RepeatPrevious(gym.Env[np.ndarray, np.int64]):
             obs[self._symbols[self._t]] = 1.0
         return obs
 
+    def render(self) -> np.ndarray | None:
+        """``uint8[H, W, 3]``: the current observation as a strip of cells (see rlmem.envs._draw)."""
+        if self.render_mode is None:
+            return None
+        return observation_strip(self._observe())
+
     def get_state(self) -> dict[str, np.ndarray]:
         """``symbols`` (int64[length]), ``t`` (steps taken), ``errors`` (wrong scored answers),
         ``needs_reset`` (bool), ``rng`` (uint64[6])."""
@@ -204,7 +211,7 @@ class RepeatPreviousVec(VectorEnv):
     one call on its own generator.
     """
 
-    metadata = {**METADATA, "autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata = {**METADATA, "render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(
         self, num_envs: int = 1, n_symbols: int = 4, k: int = 4, length: int = 52, render_mode: str | None = None
@@ -212,8 +219,8 @@ class RepeatPreviousVec(VectorEnv):
         if not is_int(num_envs) or num_envs < 1:
             raise ConfigError(f"RepeatPreviousVec: num_envs must be an integer >= 1, got {num_envs!r}")
         self.config = cfg = RepeatPreviousConfig(n_symbols=n_symbols, k=k, length=length)
-        if render_mode is not None:
-            raise ConfigError(f"RepeatPreviousVec: no render modes, got render_mode={render_mode!r}")
+        if render_mode is not None:  # videos are recorded from the single env
+            raise ConfigError(f"RepeatPreviousVec: renders no frames (use RepeatPrevious), got render_mode={render_mode!r}")
         self.num_envs = n = int(num_envs)
         self.render_mode = None
         self.metadata = dict(self.metadata)
