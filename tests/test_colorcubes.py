@@ -250,7 +250,8 @@ def test_dawdling_truncates_at_the_phase_limit():
     env = ColorCubes(level="trivial")
     env.reset(seed=0)
     limit = env.config.max_phase_steps
-    assert limit == 4 * env.config.grid_size
+    assert limit == 2 * (env.config.grid_size - 1)  # trivial: just the longest shortest path
+    assert ColorCubes(level="medium").config.max_phase_steps == 4 * 7  # the default: 4 G
     for t in range(1, limit + 1):
         obs, reward, terminated, truncated, info = env.step(STAY)  # never on the cube: cells are distinct
         assert reward == -0.01 and not terminated and truncated == (t == limit)
