@@ -62,3 +62,44 @@ def add_final(info: dict[str, Any], obs: np.ndarray, done: np.ndarray, final_inf
     for key, value in final_info.items():
         sub[key], sub[f"_{key}"] = value & done if value.dtype == bool else np.where(done, value, 0), done.copy()
     info["final_info"], info["_final_info"] = sub, done.copy()
+
+
+class SubEnvRNGs:
+    """Mixin for native batched envs: one generator per sub-env, seeded as SyncVectorEnv does.
+
+    Call :meth:`_init_rngs` in ``__init__``, :meth:`_seed_sub_envs` in ``reset``, and use
+    :meth:`_rng_state` / :meth:`_set_rng_state` in ``get_state`` / ``set_state``.
+    """
+
+    def _init_rngs(self, n: int) -> None:
+        self._rngs: list[np.random.Generator | None] = [None] * n
+        self._seeds: list[int | None] = [None] * n
+
+    @property
+    def np_random(self) -> tuple[np.random.Generator, ...]:
+        """The sub-envs' generators (as ``SyncVectorEnv.np_random``)."""
+        return tuple(self._rngs)  # type: ignore[arg-type]
+
+    @property
+    def np_random_seed(self) -> tuple[int | None, ...]:
+        return tuple(self._seeds)
+
+    def _seed_sub_envs(self, idx: np.ndarray, seeds: list[int | None]) -> None:
+        """Env.reset's rule for sub-envs ``idx``: a seed reseeds, None keeps a generator."""
+        from gymnasium.utils import seeding
+
+        for i in idx:
+            if seeds[i] is not None or self._rngs[i] is None:
+                self._rngs[i], self._seeds[i] = seeding.np_random(seeds[i])
+
+    def _rng_state(self) -> np.ndarray:
+        """uint64[N, 6]: every sub-env's PCG64 state."""
+        from rlmem.envs.tmaze import rng_state_to_array
+
+        return np.stack([rng_state_to_array(r) for r in self._rngs])  # type: ignore[arg-type]
+
+    def _set_rng_state(self, rng: np.ndarray) -> None:
+        from rlmem.envs.tmaze import rng_from_array
+
+        self._rngs = [rng_from_array(r) for r in np.asarray(rng)]
+        self._seeds = [None] * len(self._rngs)

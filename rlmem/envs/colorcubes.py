@@ -26,10 +26,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
-from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from rlmem.envs._vec import SubEnvRNGs
 from rlmem.envs.tmaze import rng_from_array, rng_state_to_array
 from rlmem.errors import ConfigError
 
@@ -567,7 +567,7 @@ def _check_state_keys(state: dict[str, Any], keys: tuple[str, ...], who: str) ->
 # --------------------------------------------------------------------------- batched env
 
 
-class ColorCubesVec(VectorEnv):
+class ColorCubesVec(SubEnvRNGs, VectorEnv):
     """Native batched Color-Cubes: ``num_envs`` copies of :class:`ColorCubes` in numpy.
 
     Trajectories equal ``SyncVectorEnv([lambda: ColorCubes(**kw)] * N,
@@ -632,19 +632,10 @@ class ColorCubesVec(VectorEnv):
         self._steps = np.zeros(n, dtype=np.int64)
         self._shown = np.zeros(n, dtype=np.int64)
         self._cubes = np.zeros((n, cfg.n_cubes), dtype=np.int64)
-        self._rngs: list[np.random.Generator | None] = [None] * n
-        self._seeds: list[int | None] = [None] * n
+        self._init_rngs(n)
         self._all_true = np.ones(n, dtype=bool)
         self._rows = np.arange(n)
         self._needs_reset = True
-
-    @property
-    def np_random(self) -> tuple[np.random.Generator, ...]:
-        return tuple(self._rngs)  # type: ignore[arg-type]
-
-    @property
-    def np_random_seed(self) -> tuple[int | None, ...]:
-        return tuple(self._seeds)
 
     def reset(
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
@@ -665,9 +656,7 @@ class ColorCubesVec(VectorEnv):
             if mask.shape != (n,) or mask.dtype != np.bool_ or not mask.any():
                 raise ValueError(f"ColorCubesVec: options['reset_mask'] must be a bool[{n}] array with a True")
         idx = np.flatnonzero(mask)
-        for i in idx:
-            if seeds[i] is not None or self._rngs[i] is None:
-                self._rngs[i], self._seeds[i] = seeding.np_random(seeds[i])
+        self._seed_sub_envs(idx, seeds)
         self._restart(idx)
         self._needs_reset = False
         return self._observe(), {"cue": mask.copy(), "_cue": mask.copy()}
@@ -771,7 +760,7 @@ class ColorCubesVec(VectorEnv):
         if self._needs_reset:
             raise ResetNeeded("ColorCubesVec: call reset() before get_state()")
         state = {k: getattr(self, f"_{k}").copy() for k in _SCALARS + ("cubes",)}
-        state["rng"] = np.stack([rng_state_to_array(r) for r in self._rngs])  # type: ignore[arg-type]
+        state["rng"] = self._rng_state()
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -784,6 +773,5 @@ class ColorCubesVec(VectorEnv):
                 raise ConfigError(f"ColorCubesVec.set_state: {k!r} has shape {v.shape}, expected {shape}")
             if k != "rng":
                 getattr(self, f"_{k}")[:] = v
-        for i, r in enumerate(np.asarray(state["rng"])):
-            self._rngs[i], self._seeds[i] = rng_from_array(r), None
+        self._set_rng_state(state["rng"])
         self._needs_reset = False

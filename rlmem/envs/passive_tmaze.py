@@ -23,12 +23,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
-from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from rlmem.envs._draw import observation_strip
-from rlmem.envs._vec import add_final, check_state_keys, is_int, reset_plan
+from rlmem.envs._vec import SubEnvRNGs, add_final, check_state_keys, is_int, reset_plan
 from rlmem.envs.tmaze import rng_from_array, rng_state_to_array
 from rlmem.errors import ConfigError
 
@@ -196,7 +195,7 @@ class PassiveTMaze(gym.Env[np.ndarray, np.int64]):
         self._np_random = rng_from_array(state["rng"])
 
 
-class PassiveTMazeVec(VectorEnv):
+class PassiveTMazeVec(SubEnvRNGs, VectorEnv):
     """Native batched Passive T-Maze: ``num_envs`` copies of :class:`PassiveTMaze` in numpy.
 
     Equal to ``SyncVectorEnv([PassiveTMaze] * N, autoreset_mode=SAME_STEP)`` -- observations,
@@ -233,26 +232,15 @@ class PassiveTMazeVec(VectorEnv):
         self._obs_table = _observation_table(cfg)
         self._t = np.zeros(n, dtype=np.int64)
         self._cue = np.zeros(n, dtype=np.int64)
-        self._rngs: list[np.random.Generator | None] = [None] * n
-        self._seeds: list[int | None] = [None] * n
+        self._init_rngs(n)
         self._all_true = np.ones(n, dtype=bool)
         self._needs_reset = True
-
-    @property
-    def np_random(self) -> tuple[np.random.Generator, ...]:
-        return tuple(self._rngs)  # type: ignore[arg-type]
-
-    @property
-    def np_random_seed(self) -> tuple[int | None, ...]:
-        return tuple(self._seeds)
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
         """Reset all sub-envs (or those in ``options["reset_mask"]``); info ``{"cue", "_cue"}``."""
         mask, seeds = reset_plan(self.num_envs, seed, options, "PassiveTMazeVec")
         idx = np.flatnonzero(mask)
-        for i in idx:
-            if seeds[i] is not None or self._rngs[i] is None:  # Env.reset's seeding rule
-                self._rngs[i], self._seeds[i] = seeding.np_random(seeds[i])
+        self._seed_sub_envs(idx, seeds)
         self._restart(idx)
         self._needs_reset = False
         return self._observe(), {"cue": mask.copy(), "_cue": mask.copy()}
@@ -293,7 +281,7 @@ class PassiveTMazeVec(VectorEnv):
         """``t``, ``cue`` (``int64[N]``) and ``rng`` (``uint64[N, 6]``)."""
         if self._needs_reset:
             raise ResetNeeded("PassiveTMazeVec: call reset() before get_state()")
-        rng = np.stack([rng_state_to_array(r) for r in self._rngs])  # type: ignore[arg-type]
+        rng = self._rng_state()
         return {"t": self._t.copy(), "cue": self._cue.copy(), "rng": rng}
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -308,6 +296,5 @@ class PassiveTMazeVec(VectorEnv):
         rng = np.asarray(state["rng"])
         if rng.shape != (n, 6):
             raise ConfigError(f"PassiveTMazeVec.set_state: 'rng' has shape {rng.shape}, expected ({n}, 6)")
-        self._rngs = [rng_from_array(r) for r in rng]
-        self._seeds = [None] * n
+        self._set_rng_state(rng)
         self._needs_reset = False

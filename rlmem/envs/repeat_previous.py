@@ -22,12 +22,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
-from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from rlmem.envs._draw import observation_strip
-from rlmem.envs._vec import add_final, check_state_keys, is_int, reset_plan
+from rlmem.envs._vec import SubEnvRNGs, add_final, check_state_keys, is_int, reset_plan
 from rlmem.envs.tmaze import rng_from_array, rng_state_to_array
 from rlmem.errors import ConfigError
 
@@ -198,7 +197,7 @@ class RepeatPrevious(gym.Env[np.ndarray, np.int64]):
         self._np_random = rng_from_array(state["rng"])
 
 
-class RepeatPreviousVec(VectorEnv):
+class RepeatPreviousVec(SubEnvRNGs, VectorEnv):
     """Native batched Repeat Previous: ``num_envs`` copies of :class:`RepeatPrevious` in numpy.
 
     Equal to ``SyncVectorEnv([RepeatPrevious] * N, autoreset_mode=SAME_STEP)`` -- observations,
@@ -234,26 +233,15 @@ class RepeatPreviousVec(VectorEnv):
         self._t = np.zeros(n, dtype=np.int64)
         self._errors = np.zeros(n, dtype=np.int64)
         self._rows = np.arange(n)
-        self._rngs: list[np.random.Generator | None] = [None] * n
-        self._seeds: list[int | None] = [None] * n
+        self._init_rngs(n)
         self._all_true = np.ones(n, dtype=bool)
         self._needs_reset = True
-
-    @property
-    def np_random(self) -> tuple[np.random.Generator, ...]:
-        return tuple(self._rngs)  # type: ignore[arg-type]
-
-    @property
-    def np_random_seed(self) -> tuple[int | None, ...]:
-        return tuple(self._seeds)
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
         """Reset all sub-envs (or those in ``options["reset_mask"]``); info ``{"cue", "_cue"}``."""
         mask, seeds = reset_plan(self.num_envs, seed, options, "RepeatPreviousVec")
         idx = np.flatnonzero(mask)
-        for i in idx:
-            if seeds[i] is not None or self._rngs[i] is None:  # Env.reset's seeding rule
-                self._rngs[i], self._seeds[i] = seeding.np_random(seeds[i])
+        self._seed_sub_envs(idx, seeds)
         self._restart(idx)
         self._needs_reset = False
         return self._observe(), {"cue": self._is_cue() & mask, "_cue": mask}
@@ -305,7 +293,7 @@ class RepeatPreviousVec(VectorEnv):
         if self._needs_reset:
             raise ResetNeeded("RepeatPreviousVec: call reset() before get_state()")
         state = {k: getattr(self, f"_{k}").copy() for k in ("symbols", "t", "errors")}
-        state["rng"] = np.stack([rng_state_to_array(r) for r in self._rngs])  # type: ignore[arg-type]
+        state["rng"] = self._rng_state()
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -320,6 +308,5 @@ class RepeatPreviousVec(VectorEnv):
                 )
         for k in ("symbols", "t", "errors"):
             getattr(self, f"_{k}")[:] = state[k]
-        self._rngs = [rng_from_array(r) for r in np.asarray(state["rng"])]
-        self._seeds = [None] * n
+        self._set_rng_state(state["rng"])
         self._needs_reset = False
