@@ -6,8 +6,8 @@ random actions drawn before the clock starts and SAME_STEP autoreset everywhere,
 - every registered ``rlmem/`` id with a native batched env, at N = 1, 64, 1024, and the
   same id's single env under ``gymnasium.vector.SyncVectorEnv`` at N = 64;
 - ``MiniGrid-MemoryS7-v0`` under ``SyncVectorEnv`` at N = 1, 16 (the usual memory-task peer);
-- POPGym's RepeatPreviousEasy / CountRecallEasy under ``SyncVectorEnv`` when ``popgym`` is
-  installed (skipped with a note otherwise);
+- POPGym's RepeatPreviousEasy / CountRecallEasy under ``SyncVectorEnv`` and in a raw
+  single-env step loop (their best case) when ``popgym`` is installed (skipped otherwise);
 
 and the ratios that matter (native N = 1024 vs. MiniGrid, native vs. SyncVectorEnv at
 N = 64). Ratios measured in one run are what to compare across machines; absolute numbers
@@ -57,6 +57,28 @@ def steps_per_second(env, seconds: float, n_actions: int, seed: int = 0) -> floa
             return steps * n / elapsed
 
 
+class RawLoop:
+    """One env stepped in a plain Python loop (reset on episode end): a peer's own best case,
+    without any vector-env overhead. Looks like a 1-env VectorEnv to :func:`steps_per_second`."""
+
+    num_envs = 1
+
+    def __init__(self, env_id: str):
+        self.env = gym.make(env_id, disable_env_checker=True).unwrapped
+
+    def reset(self, seed=None):
+        return self.env.reset(seed=seed)
+
+    def step(self, actions):
+        out = self.env.step(int(actions[0]))
+        if out[2] or out[3]:
+            self.env.reset()
+        return out
+
+    def close(self):
+        self.env.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement (default 2)")
@@ -66,7 +88,9 @@ def main() -> None:
     import minigrid  # noqa: F401  (registers MiniGrid-*)
 
     def sync(env_id: str, n: int) -> SyncVectorEnv:
-        return SyncVectorEnv([lambda: gym.make(env_id) for _ in range(n)], autoreset_mode=AutoresetMode.SAME_STEP)
+        # no PassiveEnvChecker: it would slow the peers (and the rlmem single envs) for nothing
+        make = lambda: gym.make(env_id, disable_env_checker=True)  # noqa: E731
+        return SyncVectorEnv([make for _ in range(n)], autoreset_mode=AutoresetMode.SAME_STEP)
 
     def actions_of(env_id: str) -> int:
         env = gym.make(env_id)
@@ -90,6 +114,7 @@ def main() -> None:
     else:
         for peer in POPGYM_PEERS:
             cases.append((peer, "SyncVectorEnv", 1, lambda peer=peer: sync(peer, 1), actions_of(peer)))
+            cases.append((peer, "raw step loop", 1, lambda peer=peer: RawLoop(peer), actions_of(peer)))
 
     print(f"{'env':<32} {'implementation':<16} {'N':>5} {'steps/s':>14}")
     results: dict[tuple[str, str, int], float] = {}
