@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import gymnasium as gym
 import numpy as np
@@ -11,6 +10,7 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import rlmem.envs as rlmem_envs
+from envcheck import assert_batched_resume, assert_info_equal, assert_single_resume
 from rlmem.envs.colorcubes import DOWN, LEFT, RIGHT, STAY, UP, ColorCubes, ColorCubesVec
 from rlmem.errors import ConfigError
 
@@ -61,26 +61,6 @@ def run_oracle(env: ColorCubes, seed: int, from_observations: bool):
         steps += 1
         if terminated or truncated:
             return total, steps, terminated, truncated, info, expected
-
-
-def assert_info_equal(a: dict, b: dict, path: str = "info") -> None:
-    """Same keys, same dtypes, same values; object arrays compared element by element."""
-    assert set(a) == set(b), f"{path}: keys {sorted(a)} != {sorted(b)}"
-    for key in a:
-        va, vb = a[key], b[key]
-        where = f"{path}[{key!r}]"
-        if isinstance(va, dict):
-            assert isinstance(vb, dict), where
-            assert_info_equal(va, vb, where)
-        elif va.dtype == object:
-            assert vb.dtype == object, where
-            for i, (ea, eb) in enumerate(zip(va, vb)):
-                assert (ea is None) == (eb is None), f"{where}[{i}]"
-                if ea is not None:
-                    assert ea.dtype == eb.dtype and np.array_equal(ea, eb), f"{where}[{i}]"
-        else:
-            assert va.dtype == vb.dtype, f"{where}: {va.dtype} != {vb.dtype}"
-            assert np.array_equal(va, vb), f"{where}: {va} != {vb}"
 
 
 def sync_env(n: int, **kw) -> SyncVectorEnv:
@@ -403,22 +383,8 @@ def test_single_state_round_trip_resumes_exactly():
     env.reset(seed=4)
     for _ in range(3):
         env.step(int(rng.integers(5)))
-    saved = json.loads(json.dumps({k: v.tolist() for k, v in env.get_state().items()}))
     actions = rng.integers(0, 5, 200).tolist()
-
-    def continue_from(e):
-        out = []
-        for a in actions:
-            obs, reward, terminated, truncated, info = e.step(a)
-            out.append((obs.tolist(), reward, terminated, truncated, info))
-            if terminated or truncated:
-                e.reset()
-        return out
-
-    expected = continue_from(env)
-    restored = ColorCubes(**BUSY)  # never reset: set_state alone must suffice
-    restored.set_state({k: np.asarray(v, dtype=np.uint64 if k == "rng" else None) for k, v in saved.items()})
-    assert continue_from(restored) == expected
+    assert_single_resume(env, lambda: ColorCubes(**BUSY), actions)
 
 
 def test_batched_state_round_trip_resumes_exactly():
@@ -428,13 +394,6 @@ def test_batched_state_round_trip_resumes_exactly():
         vec.step(rng.integers(0, 5, 16))
     saved = {k: v.copy() for k, v in vec.get_state().items()}
     actions = rng.integers(0, 5, (100, 16))
-    expected = [vec.step(a) for a in actions]
-    other = ColorCubesVec(num_envs=16, **BUSY)
-    other.set_state(saved)
-    for a, exp in zip(actions, expected):
-        got = other.step(a)
-        for x, y in zip(got[:4], exp[:4]):
-            assert np.array_equal(x, y)
-        assert_info_equal(got[4], exp[4])
+    assert_batched_resume(vec, lambda: ColorCubesVec(num_envs=16, **BUSY), actions)
     with pytest.raises(ConfigError):
         ColorCubesVec(num_envs=4, **BUSY).set_state(saved)

@@ -21,7 +21,7 @@ from rlmem.envs.passive_tmaze import PassiveTMaze, PassiveTMazeVec
 from rlmem.envs.repeat_previous import RepeatPrevious, RepeatPreviousVec
 from rlmem.errors import ConfigError
 
-from test_tmaze import assert_info_equal  # same info-dict comparison as the T-Maze tests
+from envcheck import assert_info_equal
 
 # --------------------------------------------------------------------------- oracles
 

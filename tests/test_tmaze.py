@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 
 import gymnasium as gym
 import numpy as np
@@ -12,6 +11,7 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import rlmem.envs as rlmem_envs
+from envcheck import assert_batched_resume, assert_info_equal, assert_single_resume
 from rlmem.envs.tmaze import FORWARD, LEFT, EndlessTMaze, EndlessTMazeVec
 from rlmem.errors import ConfigError, UnknownNameError
 
@@ -46,26 +46,6 @@ def run_oracle(env: EndlessTMaze, seed: int):
             lengths.append(int(s["length"]))
         if terminated or truncated:
             return total, steps, terminated, truncated, info, lengths
-
-
-def assert_info_equal(a: dict, b: dict, path: str = "info") -> None:
-    """Same keys, same dtypes, same values; object arrays compared element by element."""
-    assert set(a) == set(b), f"{path}: keys {sorted(a)} != {sorted(b)}"
-    for key in a:
-        va, vb = a[key], b[key]
-        where = f"{path}[{key!r}]"
-        if isinstance(va, dict):
-            assert isinstance(vb, dict), where
-            assert_info_equal(va, vb, where)
-        elif va.dtype == object:
-            assert vb.dtype == object, where
-            for i, (ea, eb) in enumerate(zip(va, vb)):
-                assert (ea is None) == (eb is None), f"{where}[{i}]"
-                if ea is not None:
-                    assert ea.dtype == eb.dtype and np.array_equal(ea, eb), f"{where}[{i}]"
-        else:
-            assert va.dtype == vb.dtype, f"{where}: {va.dtype} != {vb.dtype}"
-            assert np.array_equal(va, vb), f"{where}: {va} != {vb}"
 
 
 def sync_env(n: int, **kw) -> SyncVectorEnv:
@@ -401,22 +381,8 @@ def test_single_state_round_trip_resumes_exactly():
     for _ in range(2):  # mid-corridor (l_min = 2), the cue no longer visible
         env.step(FORWARD)
     # Through JSON: the state must be plain numbers.
-    saved = json.loads(json.dumps({k: v.tolist() for k, v in env.get_state().items()}))
     actions = rng.choice(3, size=200, p=[0.8, 0.1, 0.1]).tolist()
-
-    def continue_from(e):
-        out = []
-        for a in actions:
-            obs, reward, terminated, truncated, info = e.step(a)
-            out.append((obs.tolist(), reward, terminated, truncated, info))
-            if terminated or truncated:
-                e.reset()
-        return out
-
-    expected = continue_from(env)
-    restored = EndlessTMaze(**UNIFORM)  # never reset: set_state alone must suffice
-    restored.set_state({k: np.asarray(v, dtype=np.uint64 if k == "rng" else None) for k, v in saved.items()})
-    assert continue_from(restored) == expected
+    assert_single_resume(env, lambda: EndlessTMaze(**UNIFORM), actions)
 
 
 def test_batched_state_round_trip_resumes_exactly():
@@ -426,14 +392,7 @@ def test_batched_state_round_trip_resumes_exactly():
         vec.step(rng.integers(0, 3, 16))
     saved = {k: v.copy() for k, v in vec.get_state().items()}
     actions = rng.integers(0, 3, (100, 16))
-    expected = [vec.step(a) for a in actions]
-    other = EndlessTMazeVec(num_envs=16, **UNIFORM)
-    other.set_state(saved)
-    for a, exp in zip(actions, expected):
-        got = other.step(a)
-        for x, y in zip(got[:4], exp[:4]):
-            assert np.array_equal(x, y)
-        assert_info_equal(got[4], exp[4])
+    assert_batched_resume(vec, lambda: EndlessTMazeVec(num_envs=16, **UNIFORM), actions)
     with pytest.raises(ConfigError):
         EndlessTMazeVec(num_envs=4, **UNIFORM).set_state(saved)
 
