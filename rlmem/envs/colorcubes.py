@@ -29,7 +29,7 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from rlmem.envs._vec import SubEnvRNGs
+from rlmem.envs._vec import SubEnvRNGs, check_state_keys, is_int, reset_plan
 from rlmem.envs.tmaze import rng_from_array, rng_state_to_array
 from rlmem.errors import ConfigError
 
@@ -78,10 +78,6 @@ METADATA = {
 # --------------------------------------------------------------------------- config
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
@@ -125,7 +121,7 @@ class ColorCubesConfig:
         minima = (("n_cubes", 1), ("n_phases", 1), ("grid_size", 2), ("view_radius", 0), ("max_phase_steps", 0))
         for name, low in minima:
             value = getattr(self, name)
-            if not _is_int(value) or value < low:
+            if not is_int(value) or value < low:
                 raise ConfigError(f"ColorCubes: {name} must be an integer >= {low}, got {value!r}")
             object.__setattr__(self, name, int(value))
         if self.n_cubes > self.grid_size**2 - 1:
@@ -542,7 +538,7 @@ class ColorCubes(gym.Env[np.ndarray, np.int64]):
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`get_state` dict exactly (RNG included)."""
-        _check_state_keys(state, _SCALARS + ("cubes", "needs_reset", "rng"), "ColorCubes")
+        check_state_keys(state, _SCALARS + ("cubes", "needs_reset", "rng"), "ColorCubes")
         for k in _SCALARS:
             setattr(self, f"_{k}", int(state[k]))
         cubes = np.asarray(state["cubes"], dtype=np.int64)
@@ -556,12 +552,6 @@ class ColorCubes(gym.Env[np.ndarray, np.int64]):
 
 
 _SCALARS = ("agent", "target", "phase", "phase_steps", "steps", "shown")
-
-
-def _check_state_keys(state: dict[str, Any], keys: tuple[str, ...], who: str) -> None:
-    missing = [k for k in keys if k not in state]
-    if missing:
-        raise ConfigError(f"{who}.set_state: missing keys {missing}; expected {list(keys)}")
 
 
 # --------------------------------------------------------------------------- batched env
@@ -608,7 +598,7 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         max_phase_steps: int | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if not _is_int(num_envs) or num_envs < 1:
+        if not is_int(num_envs) or num_envs < 1:
             raise ConfigError(f"ColorCubesVec: num_envs must be an integer >= 1, got {num_envs!r}")
         self.config = cfg = ColorCubesConfig.from_level(
             level, n_cubes=n_cubes, n_phases=n_phases, grid_size=grid_size, p_teleport=p_teleport,
@@ -641,20 +631,7 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset all sub-envs (or those in ``options["reset_mask"]``, as SyncVectorEnv)."""
-        n = self.num_envs
-        if seed is None:
-            seeds: list[int | None] = [None] * n
-        elif _is_int(seed):
-            seeds = [int(seed) + i for i in range(n)]
-        else:
-            seeds = [None if s is None else int(s) for s in seed]
-            if len(seeds) != n:
-                raise ValueError(f"ColorCubesVec: got {len(seeds)} seeds for num_envs={n}")
-        mask = self._all_true
-        if options is not None and "reset_mask" in options:
-            mask = np.asarray(options["reset_mask"])
-            if mask.shape != (n,) or mask.dtype != np.bool_ or not mask.any():
-                raise ValueError(f"ColorCubesVec: options['reset_mask'] must be a bool[{n}] array with a True")
+        mask, seeds = reset_plan(self.num_envs, seed, options, "ColorCubesVec")
         idx = np.flatnonzero(mask)
         self._seed_sub_envs(idx, seeds)
         self._restart(idx)
@@ -765,7 +742,7 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`get_state` dict exactly (same ``num_envs`` required)."""
-        _check_state_keys(state, _SCALARS + ("cubes", "rng"), "ColorCubesVec")
+        check_state_keys(state, _SCALARS + ("cubes", "rng"), "ColorCubesVec")
         n = self.num_envs
         for k, shape in [(k, (n,)) for k in _SCALARS] + [("cubes", (n, self.config.n_cubes)), ("rng", (n, 6))]:
             v = np.asarray(state[k])

@@ -29,6 +29,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from rlmem.envs._vec import check_state_keys, reset_plan
 from rlmem.errors import ConfigError
 
 __all__ = [
@@ -453,7 +454,7 @@ class EndlessTMaze(gym.Env[np.ndarray, np.int64]):
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`get_state` dict exactly (RNG included)."""
-        _check_state_keys(state, _SINGLE_KEYS, "EndlessTMaze")
+        check_state_keys(state, _SINGLE_KEYS, "EndlessTMaze")
         self._corridor, self._x, self._length, self._cue, self._steps = (
             int(state[k]) for k in ("corridor", "x", "length", "cue", "steps")
         )
@@ -463,12 +464,6 @@ class EndlessTMaze(gym.Env[np.ndarray, np.int64]):
 
 _SINGLE_KEYS = ("corridor", "x", "length", "cue", "steps", "failed", "needs_reset", "rng")
 _BATCH_KEYS = ("corridor", "x", "length", "cue", "steps", "rng")
-
-
-def _check_state_keys(state: dict[str, Any], keys: tuple[str, ...], who: str) -> None:
-    missing = [k for k in keys if k not in state]
-    if missing:
-        raise ConfigError(f"{who}.set_state: missing keys {missing}; expected {list(keys)}")
 
 
 # --------------------------------------------------------------------------- batched env
@@ -590,20 +585,7 @@ class EndlessTMazeVec(VectorEnv):
 
         Returns ``obs float32[N, 3]`` and ``{"cue": bool[N], "_cue": bool[N]}``.
         """
-        n = self.num_envs
-        if seed is None:
-            seeds: list[int | None] = [None] * n
-        elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-            seeds = [int(seed) + i for i in range(n)]
-        else:
-            seeds = [None if s is None else int(s) for s in seed]
-            if len(seeds) != n:
-                raise ValueError(f"EndlessTMazeVec: got {len(seeds)} seeds for num_envs={n}")
-        mask = self._all_true
-        if options is not None and "reset_mask" in options:
-            mask = np.asarray(options["reset_mask"])
-            if mask.shape != (n,) or mask.dtype != np.bool_ or not mask.any():
-                raise ValueError(f"EndlessTMazeVec: options['reset_mask'] must be a bool[{n}] array with a True")
+        mask, seeds = reset_plan(self.num_envs, seed, options, "EndlessTMazeVec")
         idx = np.flatnonzero(mask)
         for i in idx:
             # Same rule as Env.reset: a seed reseeds, None keeps an existing generator.
@@ -708,7 +690,7 @@ class EndlessTMazeVec(VectorEnv):
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`get_state` dict exactly (same ``num_envs`` required)."""
-        _check_state_keys(state, _BATCH_KEYS, "EndlessTMazeVec")
+        check_state_keys(state, _BATCH_KEYS, "EndlessTMazeVec")
         n = self.num_envs
         for k in _BATCH_KEYS[:-1]:
             v = np.asarray(state[k])
