@@ -67,7 +67,8 @@ def train_cmd(
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Train an agent; writes runs/<name>/ (config, metrics, TensorBoard, checkpoints)."""
-    from rlmem.algos.ppo import check_device, train
+    from rlmem import algos
+    from rlmem.algos.ppo import check_device
     from rlmem.config import load_preset, make_run_config, parse_inline_table
     from rlmem.envs.vector import make_vec_env
     from rlmem.runs import Run, default_run_name
@@ -119,7 +120,7 @@ def train_cmd(
 
     t0 = time.perf_counter()
     try:
-        result = train(cfg, run, resume=resume is not None, stop_after=stop_after, callback=on_update)
+        result = algos.get(cfg.algo).train(cfg, run, resume=resume is not None, stop_after=stop_after, callback=on_update)
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
@@ -149,25 +150,32 @@ def eval_cmd(
     num_envs: int = typer.Option(32, help="Parallel environments."),
 ) -> None:
     """Success rate (95% Wilson interval), return and length over N episodes."""
+    from rlmem import algos
     from rlmem.config import parse_inline_table
-    from rlmem.evaluate import EVAL_SEED_OFFSET, evaluate, load_policy
+    from rlmem.evaluate import EVAL_SEED_OFFSET
     from rlmem.runs import Run
 
     if episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {episodes}")
     run = Run.open(run_dir)
-    policy, ckpt = load_policy(run)
     cfg = run.config
-    kwargs = {**cfg.env_kwargs, **(parse_inline_table(env_kwargs, "--env-kwargs") if env_kwargs else {})}
-    res = evaluate(policy, cfg.env, kwargs, episodes, seed if seed is not None else cfg.seed + EVAL_SEED_OFFSET,
-                   deterministic=not stochastic, num_envs=num_envs)
+    step = run.load_checkpoint()["step"]  # missing or corrupt: one line, before any work
+    extra = parse_inline_table(env_kwargs, "--env-kwargs") if env_kwargs else {}
+    kwargs = {**cfg.env_kwargs, **extra}
+    res = algos.get(cfg.algo).evaluate_run(
+        run, episodes=episodes, seed=seed if seed is not None else cfg.seed + EVAL_SEED_OFFSET,
+        deterministic=not stochastic, env_kwargs=extra, num_envs=num_envs,
+    )
     lo, hi = res.success_ci
-    print(f"run        {run.path}  (checkpoint step {ckpt['step']})")
+    print(f"run        {run.path}  (checkpoint step {step})")
     print(f"env        {cfg.env} {kwargs if kwargs else ''}")
     print(f"episodes   {res.episodes}")
     print(f"success    {res.success:.3f}  [95% CI {lo:.3f}, {hi:.3f}]")
     print(f"return     {res.mean_return:.3f} +- {res.std_return:.3f}")
     print(f"length     {res.mean_length:.1f}")
+    for title, table in res.breakdown.items():
+        print(f"\n{title}")
+        print(_table(table))
 
 
 # --------------------------------------------------------------------------- record
@@ -180,18 +188,18 @@ def record_cmd(
     fps: int = typer.Option(8, help="Frames per second."),
 ) -> None:
     """Write an mp4 (gif without ffmpeg) of the policy with a memory panel."""
-    from rlmem.evaluate import EVAL_SEED_OFFSET, load_policy
+    from rlmem import algos
+    from rlmem.evaluate import EVAL_SEED_OFFSET
     from rlmem.runs import Run
-    from rlmem.video import record
 
     if episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {episodes}")
     run = Run.open(run_dir)
-    policy, _ = load_policy(run)
     cfg = run.config
-    name = run.path.name
-    path = record(policy, cfg.env, cfg.env_kwargs, out=out, episodes=episodes,
-                  seed=seed if seed is not None else cfg.seed + EVAL_SEED_OFFSET, fps=fps, name=name)
+    record_run = getattr(algos.get(cfg.algo), "record_run", None)
+    if record_run is None:
+        raise ConfigError(f"rlmem record does not support algo {cfg.algo!r} yet")
+    path = record_run(run, out=out, episodes=episodes, seed=seed if seed is not None else cfg.seed + EVAL_SEED_OFFSET, fps=fps)
     print(f"wrote {path}")
 
 
@@ -214,6 +222,17 @@ def _progress(total: int):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="step", unit_scale=True, dynamic_ncols=True, file=sys.stderr, mininterval=0.5)
+
+
+def _table(rows: dict) -> str:
+    """``{row: {column: value}}`` as aligned text (floats with 3 decimals)."""
+    columns = list(dict.fromkeys(c for r in rows.values() for c in r))
+    width = max([len(str(r)) for r in rows] + [4])
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = [" " * width + "".join(f"  {c:>10}" for c in columns)]
+    for name, row in rows.items():
+        lines.append(f"{str(name):<{width}}" + "".join(f"  {fmt(row.get(c, '')):>10}" for c in columns))
+    return "\n".join(lines)
 
 
 def _postfix(m: dict) -> str:

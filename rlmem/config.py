@@ -77,6 +77,10 @@ class PPOConfig:
     """Stop the epochs of an update early once the approximate KL exceeds this (0: never)."""
 
 
+ALGO_TABLES = {"grpo": ("grpo",), "sb3": ("sb3-ppo", "sb3-recurrentppo"), "llm": ("memalpha",)}
+"""The free-form algorithm tables of a RunConfig and the algos that read each."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a training run."""
@@ -98,11 +102,18 @@ class RunConfig:
     checkpoint_every: int = 50
     """Write a checkpoint every this many updates (and always at the end)."""
     algo: str = "ppo"
-    """Training algorithm; ``ppo`` for now."""
+    """Training algorithm, a name of :data:`rlmem.algos.ALGOS`: ppo, grpo, sb3-ppo,
+    sb3-recurrentppo, memalpha."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    """Network architecture."""
+    """Network architecture (rlmem's own algorithms)."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """PPO hyperparameters."""
+    grpo: dict = field(default_factory=dict)
+    """GRPO hyperparameters (``algo = "grpo"``), checked by :mod:`rlmem.algos.grpo`."""
+    sb3: dict = field(default_factory=dict)
+    """Stable-Baselines3 constructor arguments (``algo = "sb3-..."``), checked by :mod:`rlmem.algos.sb3`."""
+    llm: dict = field(default_factory=dict)
+    """LLM writer settings (``algo = "memalpha"``), checked by :mod:`rlmem.algos.memalpha`."""
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -132,13 +143,21 @@ class RunConfig:
             (0 <= p.gae_lambda <= 1, f"ppo.gae_lambda must be in [0, 1], got {p.gae_lambda}"),
             (self.checkpoint_every > 0, f"checkpoint_every must be positive, got {self.checkpoint_every}"),
             (self.torch_threads >= 0, f"torch_threads must be >= 0, got {self.torch_threads}"),
-            (self.algo == "ppo", f"unknown algo {self.algo!r}; valid: ppo"),
             (self.device.split(":")[0] in ("cpu", "cuda", "mps"), f"unknown device {self.device!r}; valid: cpu, cuda, mps"),
             (self.policy.activation in ("tanh", "relu"), f"policy.activation must be tanh or relu, got {self.policy.activation!r}"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        from rlmem import algos  # here, not at the top: the algorithm modules import this one
+
+        module = algos.get(self.algo)  # an unknown algo: one line listing the valid ones
+        for table, owners in ALGO_TABLES.items():
+            if getattr(self, table) and self.algo not in owners:
+                raise ConfigError(f"the [{table}] table is for algo {' or '.join(owners)}; this config has algo = {self.algo!r}")
+        check = getattr(module, "check_config", None)
+        if check is not None:
+            check(self)
         return self
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,9 @@ class EvalResult:
     mean_return: float
     std_return: float
     mean_length: float
+    breakdown: dict = field(default_factory=dict)
+    """Optional tables ``{title: {row: {column: value}}}``, e.g. success per competency
+    (Mem-α) or per subgoal index (navigation); ``rlmem eval`` prints each one."""
 
 
 def load_policy(run: Run, checkpoint: str | None = None) -> tuple[ActorCritic, dict[str, Any]]:

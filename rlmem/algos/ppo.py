@@ -205,6 +205,27 @@ def train(
     return metrics
 
 
+# --------------------------------------------------------------------------- eval / record
+def evaluate_run(run: Run, *, episodes: int, seed: int, deterministic: bool = True,
+                 env_kwargs: dict | None = None, num_envs: int = 32):
+    """Evaluate the run's newest checkpoint (see :func:`rlmem.evaluate.evaluate`)."""
+    from rlmem.evaluate import evaluate, load_policy
+
+    policy, _ = load_policy(run)
+    kwargs = {**run.config.env_kwargs, **(env_kwargs or {})}
+    return evaluate(policy, run.config.env, kwargs, episodes, seed, deterministic=deterministic, num_envs=num_envs)
+
+
+def record_run(run: Run, *, out, episodes: int, seed: int, fps: int):
+    """An mp4 (gif fallback) of the newest checkpoint's policy with a memory panel."""
+    from rlmem.evaluate import load_policy
+    from rlmem.video import record
+
+    policy, _ = load_policy(run)
+    cfg = run.config
+    return record(policy, cfg.env, cfg.env_kwargs, out=out, episodes=episodes, seed=seed, fps=fps, name=run.path.name)
+
+
 # --------------------------------------------------------------------------- helpers
 def check_device(name: str) -> torch.device:
     """The torch device ``name``, or a ConfigError if this machine cannot use it."""
