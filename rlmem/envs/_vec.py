@@ -64,6 +64,53 @@ def add_final(info: dict[str, Any], obs: np.ndarray, done: np.ndarray, final_inf
     info["final_info"], info["_final_info"] = sub, done.copy()
 
 
+class RawWords:
+    """Raw 64-bit words of each sub-env's PCG64 generator, read ``block`` words at a time.
+
+    A batched env that takes its draws here gets exactly the words that
+    ``rng.bit_generator.random_raw`` gives a single env one call at a time (the stream is
+    the same; only the calls are fewer: one numpy call per sub-env every ``block`` words, not
+    one per step). :meth:`sync` rewinds every generator by its unread words
+    (``PCG64.advance(-k)``), so generator states equal the single envs' again (``get_state``,
+    reseeding); :meth:`drop` forgets the unread words of generators that were replaced.
+    """
+
+    def __init__(self, n: int, block: int = 512) -> None:
+        self.block = block
+        self.buf = np.zeros((n, block), dtype=np.uint64)
+        self.pos = np.full(n, block, dtype=np.int64)  # pos == block: nothing buffered
+
+    def take(self, rngs: list, idx: np.ndarray, counts: int | np.ndarray) -> np.ndarray:
+        """The next ``counts[j]`` words of sub-env ``idx[j]``: ``uint64[len(idx), max(counts)]``,
+        zero beyond each row's count."""
+        counts = np.broadcast_to(np.asarray(counts, dtype=np.int64), idx.shape)
+        if len(idx) == 0:
+            return np.zeros((0, 0), dtype=np.uint64)
+        width = int(counts.max())
+        if width > self.block:
+            raise ValueError(f"RawWords: {width} words asked at once, block is {self.block}")
+        for i in idx[self.pos[idx] + counts > self.block].tolist():  # refill: unread words first
+            left = self.block - self.pos[i]
+            self.buf[i, :left] = self.buf[i, self.pos[i] :]
+            self.buf[i, left:] = rngs[i].bit_generator.random_raw(self.block - left)
+            self.pos[i] = 0
+        cols = np.minimum(self.pos[idx, None] + np.arange(width), self.block - 1)
+        out = self.buf[idx[:, None], cols]
+        out[np.arange(width) >= counts[:, None]] = 0
+        self.pos[idx] += counts
+        return out
+
+    def sync(self, rngs: list) -> None:
+        """Give every unread word back to its generator and empty the buffer."""
+        for i in np.flatnonzero(self.pos < self.block).tolist():
+            rngs[i].bit_generator.advance(-int(self.block - self.pos[i]))
+        self.pos[:] = self.block
+
+    def drop(self) -> None:
+        """Empty the buffer without touching the generators (they were replaced)."""
+        self.pos[:] = self.block
+
+
 class SubEnvRNGs:
     """Mixin for native batched envs: one generator per sub-env, seeded as SyncVectorEnv does.
 

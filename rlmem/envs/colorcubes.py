@@ -18,6 +18,7 @@ and the observation (:func:`observe`), so they cannot drift apart.
 
 from __future__ import annotations
 
+import functools
 from bisect import insort
 from dataclasses import dataclass, fields
 from typing import Any
@@ -29,7 +30,7 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from rlmem.envs._vec import SubEnvRNGs, check_state_keys, is_int, reset_plan
+from rlmem.envs._vec import RawWords, SubEnvRNGs, check_state_keys, is_int, reset_plan
 from rlmem.envs.tmaze import rng_from_array, rng_state_to_array
 from rlmem.errors import ConfigError
 
@@ -256,9 +257,68 @@ def apply_teleports(
         cells[i] = new
 
 
+# Row-wise versions for the batched env: the same arithmetic on ``E`` sub-envs at once, fed
+# with the same raw words (taken in the same order from each sub-env's stream, see
+# rlmem.envs._vec.RawWords), so both envs agree bit for bit (tests/test_colorcubes.py).
+
+
+def _mod(words: np.ndarray, m: int) -> np.ndarray:
+    """``words % m`` as int64 (uint64 arithmetic first: mixing it with int64 gives floats)."""
+    return (words % np.uint64(m)).astype(np.int64)
+
+
+def _kth_free_rows(occupied: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Row-wise :func:`_kth_free`: ``occupied int64[E, M]`` sorted per row (padding >= every
+    cell), ``k int64[E]``. Once a sorted cell exceeds ``k`` no later one can count, so
+    adding ``occupied[:, j] <= k`` column by column equals the early-exit loop."""
+    k = k.copy()
+    for j in range(occupied.shape[1]):
+        k += occupied[:, j] <= k
+    return k
+
+
+def draw_layouts(words: np.ndarray, cfg: ColorCubesConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`draw_layout` for ``E`` sub-envs from ``words uint64[E, N + 2]``."""
+    n = cfg.n_cubes
+    agent = _mod(words[:, 0], cfg.cells)
+    occupied = np.full((len(words), n + 1), cfg.cells, dtype=np.int64)
+    occupied[:, 0] = agent
+    cubes = np.empty((len(words), n), dtype=np.int64)
+    for i in range(n):
+        cubes[:, i] = _kth_free_rows(occupied, _mod(words[:, i + 1], cfg.cells - 1 - i))
+        occupied[:, i + 1] = cubes[:, i]
+        occupied.sort(axis=1)
+    return agent, cubes, _mod(words[:, n + 1], n)
+
+
+def draw_phase_changes(
+    words: np.ndarray, cfg: ColorCubesConfig, cubes: np.ndarray, target: np.ndarray
+) -> np.ndarray:
+    """:func:`draw_phase_change` for ``E`` sub-envs from ``words uint64[E, 2]``: moves the
+    targets in ``cubes int64[E, N]`` (in place) and returns the new targets."""
+    n, rows = cfg.n_cubes, np.arange(len(words))
+    cubes[rows, target] = _kth_free_rows(np.sort(cubes, axis=1), _mod(words[:, 0], cfg.cells - n))
+    if n == 1:
+        return target.copy()
+    return (target + 1 + _mod(words[:, 1], n - 1)) % n
+
+
+def apply_teleports_rows(
+    words: np.ndarray, cfg: ColorCubesConfig, agent: np.ndarray, cubes: np.ndarray, movers: np.ndarray
+) -> None:
+    """:func:`apply_teleports` for ``E`` sub-envs: ``movers bool[E, N]``, ``words uint64[E, M]``
+    (one per mover, in cube order). Round ``r`` moves every sub-env's ``r``-th mover."""
+    rank = np.cumsum(movers, axis=1) - 1
+    for r in range(int(movers.sum(axis=1).max(initial=0))):
+        e, c = np.nonzero(movers & (rank == r))  # one cube per sub-env with more than r movers
+        occupied = np.sort(np.concatenate([agent[e, None], cubes[e]], axis=1), axis=1)
+        cubes[e, c] = _kth_free_rows(occupied, _mod(words[e, r], cfg.teleport_free_cells))
+
+
 # --------------------------------------------------------------------------- observation
 
 
+@functools.lru_cache(maxsize=16)
 def _feature_table(cfg: ColorCubesConfig) -> np.ndarray:
     """Window cell code -> features: code 0 empty, 1..N cube (colour code - 1), N + 1 outside."""
     n = cfg.n_cubes
@@ -277,29 +337,28 @@ def observe(
     ``target int[B]``, ``shown int[B]``); the layout is documented in :class:`ColorCubes`."""
     g, n, r = cfg.grid_size, cfg.n_cubes, cfg.view_radius
     b = len(agent)
-    rows = np.arange(b)
     obs = np.zeros((b, cfg.obs_size), dtype=np.float32)
     ay, ax = np.divmod(agent, g)
     obs[:, 0], obs[:, 1] = (ay + 1) / g, (ax + 1) / g
-    obs[rows, 2 + target] = 1.0
-    cy, cx = np.divmod(cubes, g)
-    full = shown == FULL
-    obs[:, 2 + n] = full
-    coloured = np.stack([(cy + 1) / g, (cx + 1) / g], axis=-1).reshape(b, 2 * n)
-    obs[:, 3 + n : 3 + 3 * n] = np.where(full[:, None], coloured, 0.0)
-    anonymous = shown == POSITIONS
-    obs[:, 3 + 3 * n] = anonymous
-    sy, sx = np.divmod(np.sort(cubes, axis=1), g)  # sorted by cell: order carries no identity
-    positions = np.stack([(sy + 1) / g, (sx + 1) / g], axis=-1).reshape(b, 2 * n)
-    obs[:, 4 + 3 * n : 4 + 5 * n] = np.where(anonymous[:, None], positions, 0.0)
-    # Egocentric window: a padded board of cell codes, cut around each agent.
-    side = g + 2 * r
-    board = np.full((b, side, side), n + 1, dtype=np.int64)
-    board[:, r : r + g, r : r + g] = 0
-    board[rows[:, None], cy + r, cx + r] = np.arange(1, n + 1)
-    off = np.arange(2 * r + 1)
-    window = board[rows[:, None, None], ay[:, None, None] + off[None, :, None], ax[:, None, None] + off[None, None, :]]
-    obs[:, 4 + 5 * n :] = _feature_table(cfg)[window.reshape(b, -1)].reshape(b, -1)
+    obs[np.arange(b), 2 + target] = 1.0
+    cells = np.arange(cfg.cells)
+    cy, cx = (cells // g).take(cubes), (cells % g).take(cubes)  # take: faster than int64 divmod
+    obs[:, 2 + n] = shown == FULL
+    obs[:, 3 + 3 * n] = shown == POSITIONS
+    full = np.flatnonzero(shown == FULL)  # most steps show neither block: fill only the rows that do
+    obs[full, 3 + n : 3 + 3 * n] = np.stack([(cy[full] + 1) / g, (cx[full] + 1) / g], axis=-1).reshape(-1, 2 * n)
+    anonymous = np.flatnonzero(shown == POSITIONS)
+    sy, sx = np.divmod(np.sort(cubes[anonymous], axis=1), g)  # sorted by cell: order carries no identity
+    obs[anonymous, 4 + 3 * n : 4 + 5 * n] = np.stack([(sy + 1) / g, (sx + 1) / g], axis=-1).reshape(-1, 2 * n)
+    # Egocentric window of cell codes: outside the grid, empty, or cube i (code i + 1).
+    w, off = 2 * r + 1, np.arange(-r, r + 1)
+    wy, wx = ay[:, None] + off, ax[:, None] + off
+    inside = ((wy >= 0) & (wy < g))[:, :, None] & ((wx >= 0) & (wx < g))[:, None, :]
+    window = np.where(inside, 0, n + 1)
+    dy, dx = cy - ay[:, None] + r, cx - ax[:, None] + r
+    env, cube = np.nonzero((dy >= 0) & (dy < w) & (dx >= 0) & (dx < w))
+    window[env, dy[env, cube], dx[env, cube]] = cube + 1
+    obs[:, 4 + 5 * n :] = _feature_table(cfg).take(window.reshape(-1), axis=0).reshape(b, -1)
     return obs
 
 
@@ -573,11 +632,12 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
     Shapes: observations ``float32[N, obs_size]``, rewards ``float64[N]``,
     terminated/truncated ``bool[N]``, actions ``int[N]`` in 0..4.
 
-    Movement, rewards, ends and observations are whole-array numpy. Random draws use each
-    sub-env's own generator through the same functions as the single env: when
-    ``p_teleport > 0`` every sub-env that did not reach its target draws ``N`` raw words per
-    step (one list comprehension), and only sub-envs with a teleport, a phase change or a
-    reset loop further.
+    Everything is whole-array numpy, random draws included: each sub-env's raw words come
+    from its own generator in the single env's order, read ahead in blocks
+    (:class:`rlmem.envs._vec.RawWords`), and the layout, phase-change and teleport draws use
+    row-wise versions of the single env's functions (:func:`draw_layouts`,
+    :func:`draw_phase_changes`, :func:`apply_teleports_rows`). ``get_state`` and reseeding
+    give unread words back first, so generator states match the single envs'.
     """
 
     metadata = {**METADATA, "autoreset_mode": AutoresetMode.SAME_STEP}
@@ -623,9 +683,16 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         self._shown = np.zeros(n, dtype=np.int64)
         self._cubes = np.zeros((n, cfg.n_cubes), dtype=np.int64)
         self._init_rngs(n)
+        self._words = RawWords(n)
         self._all_true = np.ones(n, dtype=bool)
         self._rows = np.arange(n)
         self._needs_reset = True
+
+    @property
+    def np_random(self) -> tuple[np.random.Generator, ...]:
+        """The sub-envs' generators (as ``SyncVectorEnv.np_random``), with no word read ahead."""
+        self._words.sync(self._rngs)
+        return tuple(self._rngs)  # type: ignore[arg-type]
 
     def reset(
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
@@ -633,6 +700,7 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         """Reset all sub-envs (or those in ``options["reset_mask"]``, as SyncVectorEnv)."""
         mask, seeds = reset_plan(self.num_envs, seed, options, "ColorCubesVec")
         idx = np.flatnonzero(mask)
+        self._words.sync(self._rngs)  # a kept generator continues where its single env would
         self._seed_sub_envs(idx, seeds)
         self._restart(idx)
         self._needs_reset = False
@@ -640,8 +708,8 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
 
     def _restart(self, idx: np.ndarray) -> None:
         cfg = self.config
-        for i in idx.tolist():
-            self._agent[i], self._cubes[i], self._target[i] = draw_layout(self._rngs[i], cfg)  # type: ignore[arg-type]
+        words = self._words.take(self._rngs, idx, cfg.n_cubes + 2)
+        self._agent[idx], self._cubes[idx], self._target[idx] = draw_layouts(words, cfg)
         self._phase[idx] = self._phase_steps[idx] = self._steps[idx] = 0
         self._shown[idx] = FULL
 
@@ -659,7 +727,7 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
             raise ValueError(f"ColorCubesVec: actions must have shape ({self.num_envs},), got {a.shape}")
         if a.min() < 0 or a.max() > 4:
             raise ValueError("ColorCubesVec: actions must be in 0..4")
-        cfg, g, rngs = self.config, self.config.grid_size, self._rngs
+        cfg, g, take = self.config, self.config.grid_size, self._words.take
 
         self._steps += 1
         self._phase_steps += 1
@@ -672,30 +740,24 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         terminated = success
         self._shown[:] = HIDDEN
         # Per sub-env, draws come in the single env's order: phase change or teleports, then reset.
-        for i in (reached & ~success).nonzero()[0].tolist():
-            rng_i = rngs[i]
-            assert rng_i is not None
-            self._target[i] = draw_phase_change(rng_i, cfg, int(self._agent[i]), self._cubes[i], int(self._target[i]))
-        changed = reached & ~success
-        self._phase_steps[changed] = 0
-        self._shown[changed] = FULL
-        if cfg.draws_teleports:
-            idx = (~reached).nonzero()[0]
-            if len(idx):
-                draws = [rngs[i].bit_generator.random_raw for i in idx.tolist()]  # type: ignore[union-attr]
-                raw = np.stack([draw(cfg.n_cubes) for draw in draws])
-                mask = teleport_mask(raw, self._target[idx], cfg)
-                moved = mask.any(axis=1)
-                if moved.any():
-                    env_of = idx[moved]
-                    movers: list[list[int]] = [[] for _ in env_of]
-                    for j, c in zip(*np.nonzero(mask[moved])):
-                        movers[j].append(int(c))
-                    cells = self._cubes[env_of].tolist()
-                    for i, cl, mv, a in zip(env_of.tolist(), cells, movers, self._agent[env_of].tolist()):
-                        apply_teleports(rngs[i], cfg, a, cl, mv)  # type: ignore[arg-type]
-                    self._cubes[env_of] = cells
-                self._shown[idx[moved]] = POSITIONS if cfg.hide_colours else FULL
+        changed = (reached & ~success).nonzero()[0]
+        if len(changed):
+            cubes = self._cubes[changed]
+            self._target[changed] = draw_phase_changes(take(self._rngs, changed, 2), cfg, cubes, self._target[changed])
+            self._cubes[changed] = cubes
+            self._phase_steps[changed] = 0
+            self._shown[changed] = FULL
+        idx = (~reached).nonzero()[0]
+        if cfg.draws_teleports and len(idx):
+            mask = teleport_mask(take(self._rngs, idx, cfg.n_cubes), self._target[idx], cfg)
+            moved = mask.any(axis=1)
+            if moved.any():
+                env_of, movers = idx[moved], mask[moved]
+                cubes = self._cubes[env_of]
+                words = take(self._rngs, env_of, movers.sum(axis=1))
+                apply_teleports_rows(words, cfg, self._agent[env_of], cubes, movers)
+                self._cubes[env_of] = cubes
+                self._shown[env_of] = POSITIONS if cfg.hide_colours else FULL
         truncated = (self._phase_steps >= cfg.max_phase_steps) & ~terminated
 
         obs = self._observe()
@@ -737,6 +799,7 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         if self._needs_reset:
             raise ResetNeeded("ColorCubesVec: call reset() before get_state()")
         state = {k: getattr(self, f"_{k}").copy() for k in _SCALARS + ("cubes",)}
+        self._words.sync(self._rngs)
         state["rng"] = self._rng_state()
         return state
 
@@ -751,4 +814,5 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
             if k != "rng":
                 getattr(self, f"_{k}")[:] = v
         self._set_rng_state(state["rng"])
+        self._words.drop()
         self._needs_reset = False
