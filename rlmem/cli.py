@@ -44,6 +44,8 @@ def envs_cmd(
             tags = ",".join(memory_types(entry.env))
             kw = ", ".join(f"{k}={v}" for k, v in entry.env_kwargs.items())
             print(f"{entry.name:<28} {entry.env:<34} [{tags}] {kw}")
+            for split, extra in entry.eval_splits.items():
+                print(f"{'':<28}   eval split {split}: " + ", ".join(f"{k}={v}" for k, v in extra.items()))
         return
     for env_id in rlmem_ids():
         print(f"{env_id:<40} [{','.join(memory_types(env_id))}]")

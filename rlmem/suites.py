@@ -8,6 +8,8 @@ A suite file is a list of ``[[env]]`` tables::
     kwargs = { n_corridors = 3 }       # env kwargs (optional)
     steps = 400_000                    # training budget per run (optional)
     success_threshold = 0.95           # what counts as solved (optional)
+    # held-out evaluation splits (optional): name -> env kwargs applied on top of kwargs
+    eval_splits = { extrapolate = { l_min = 11, l_max = 20 } }
 """
 
 from __future__ import annotations
@@ -26,9 +28,12 @@ class SuiteEntry:
     env_kwargs: dict = field(default_factory=dict)
     steps: int | None = None
     success_threshold: float | None = None
+    eval_splits: dict = field(default_factory=dict)
+    """Held-out evaluation splits, ``{split name: env kwargs applied on top of env_kwargs}``
+    (interpolation / extrapolation over corridor lengths, say); the run is trained once."""
 
 
-_KEYS = {"name", "id", "kwargs", "steps", "success_threshold"}
+_KEYS = {"name", "id", "kwargs", "steps", "success_threshold", "eval_splits"}
 
 
 def load_suite(path: str | Path) -> list[SuiteEntry]:
@@ -55,6 +60,12 @@ def load_suite(path: str | Path) -> list[SuiteEntry]:
         steps = e.get("steps")
         if steps is not None and (not isinstance(steps, int) or steps <= 0):
             raise ConfigError(f"{where}: steps must be a positive integer")
+        splits = e.get("eval_splits", {})
+        if not isinstance(e.get("kwargs", {}), dict) or not isinstance(splits, dict) or not all(
+            isinstance(v, dict) for v in splits.values()
+        ):
+            raise ConfigError(f"{where}: kwargs must be a table and eval_splits a table of tables")
         env_spec(e["id"])
-        out.append(SuiteEntry(e.get("name", e["id"]), e["id"], dict(e.get("kwargs", {})), steps, e.get("success_threshold")))
+        out.append(SuiteEntry(e.get("name", e["id"]), e["id"], dict(e.get("kwargs", {})), steps,
+                              e.get("success_threshold"), {k: dict(v) for k, v in splits.items()}))
     return out
