@@ -421,3 +421,17 @@ def test_rewriting_suite_file_loads_and_builds():
         assert entry.env in rlmem_envs.rlmem_ids() and entry.steps > 0
         gym.make(entry.env, **entry.env_kwargs).reset(seed=0)
         gym.make_vec(entry.env, num_envs=2, **entry.env_kwargs).reset(seed=0)
+        for split in entry.eval_splits.values():  # held-out splits build too
+            gym.make(entry.env, **{**entry.env_kwargs, **split}).reset(seed=0)
+    uniform = next(e for e in entries if e.name == "tmaze-uniform")
+    assert set(uniform.eval_splits) == {"interpolate", "extrapolate-long", "extrapolate-short"}
+
+
+def test_suite_rejects_malformed_eval_splits(tmp_path):
+    from rlmem.errors import ConfigError
+    from rlmem.suites import load_suite
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[env]]\nname = "x"\nid = "rlmem/EndlessTMaze-v0"\neval_splits = { long = 3 }\n')
+    with pytest.raises(ConfigError, match="eval_splits"):
+        load_suite(bad)
