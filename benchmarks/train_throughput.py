@@ -9,8 +9,9 @@ machine, with one torch thread count (``--threads``, set before anything else):
    epochs) on SB3's ``make_vec_env`` (DummyVecEnv) vs. rlmem PPO configured the same
    (``MATCHED`` below). Same network, same work per update: the ratio isolates
    implementation efficiency (rollout loop, batched env, recurrent update).
-2. **rlmem defaults** -- the presets ``agents/gru.toml`` and ``agents/lstm.toml`` as they are
-   (16 envs), and the same presets at 8 envs (minibatches stay 2).
+2. **rlmem defaults** -- the presets ``agents/gru.toml``, ``agents/gtrxl.toml`` (Gated
+   Transformer-XL) and ``agents/lstm.toml`` as they are (16 envs), and the same presets at
+   8 envs (minibatches stay 2).
 3. **SB3 PPO-MLP** -- ``PPO("MlpPolicy")`` with its defaults on CartPole at 8 envs: the usual
    feed-forward reference point.
 
@@ -34,7 +35,7 @@ How each number is measured (nothing is hard-coded; every number comes from this
 
 Absolute numbers move with the CPU and its load; ratios measured in one run are what to
 compare across machines. Run: ``python benchmarks/train_throughput.py [--seconds 20]``
-(about 25 measurements of that length; ``--quick`` for a smoke test).
+(about 30 measurements of that length; ``--quick`` for a smoke test).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from rlmem.config import RunConfig, load_preset, make_run_config  # noqa: E402
 from rlmem.envs.vector import make_env  # noqa: E402
 
 ENVS = ("CartPole-v1", "rlmem/EndlessTMaze-v0")
+PRESETS = ("gru", "gtrxl", "lstm")  # agents/<name>.toml, measured as they are and at PEER_ENVS envs
 PEER_ENVS = 8  # envs of every peer comparison (RecurrentPPO, PPO-MLP, presets "@8")
 SEED = 1
 NEVER = 10**9  # total steps of every run: runs end when their timed window is full
@@ -238,7 +240,7 @@ def limit_sps(cfg: RunConfig, seconds: float, warmup: float) -> float:
 def rlmem_configs(env: str, threads: int) -> list[tuple[str, RunConfig]]:
     common = dict(env=env, total_steps=NEVER, seed=SEED, torch_threads=threads)
     out = [("rlmem matched", make_run_config(MATCHED, **common))]
-    for name in ("gru", "lstm"):
+    for name in PRESETS:
         preset = load_preset(ROOT / "agents" / f"{name}.toml")
         out.append((f"rlmem {name}.toml", make_run_config(preset, **common)))
         out.append((f"rlmem {name}.toml @{PEER_ENVS}", make_run_config(preset, num_envs=PEER_ENVS, **common)))
@@ -288,12 +290,12 @@ def key_ratios(rows: list[Row]) -> dict[str, float]:
     ratios = {}
     for env in ENVS:
         peer = sps("sb3 RecurrentPPO", env)
-        for config in ("rlmem matched", "rlmem gru.toml", "rlmem lstm.toml"):
+        for config in ("rlmem matched", *(f"rlmem {name}.toml" for name in PRESETS)):
             mine = sps(config, env)
             if peer and mine:
                 ratios[f"{config} / sb3 RecurrentPPO, {env}"] = mine / peer
     mlp = sps("sb3 PPO-MLP", "CartPole-v1")
-    for config in ("rlmem gru.toml", "rlmem lstm.toml"):
+    for config in (f"rlmem {name}.toml" for name in PRESETS):
         mine = sps(config, "CartPole-v1")
         if mlp and mine:
             ratios[f"{config} / sb3 PPO-MLP, CartPole-v1"] = mine / mlp

@@ -26,6 +26,8 @@ SMALL = {
     "none": dict(hidden_size=8),
     "gru": dict(hidden_size=8, num_layers=2),
     "lstm": dict(hidden_size=8, num_layers=2),
+    "casebank": dict(hidden_size=8, key_dim=4, value_dim=3, capacity=4, num_neighbors=2),
+    "gtrxl": dict(hidden_size=8, num_layers=2, num_heads=2, memory_length=4, ff_mult=2),
 }
 
 

@@ -12,7 +12,8 @@ from rlmem.memory.base import (
     register,
     reset_state,
 )
-from rlmem.memory import feedforward, recurrent  # noqa: F401  (register the families)
+from rlmem.memory import feedforward, recurrent, transformer  # noqa: F401  (register the families)
+from rlmem.memory import casebank  # noqa: F401  (Q-valued episodic case banks)
 
 __all__ = [
     "Memory",
