@@ -125,3 +125,33 @@ _COUNT = "rlmem.envs.count_recall:CountRecall"
 _COUNT_VEC = "rlmem.envs.count_recall:CountRecallVec"
 register("rlmem/CountRecall-v0", _COUNT, _COUNT_VEC, n_values=4, length=32, max_count=15)
 register("rlmem/CountRecallHard-v0", _COUNT, _COUNT_VEC, n_values=13, length=104, max_count=15)
+
+
+# --------------------------------------------------------------------------- GOAT navigation
+# GoatGrid (after GOAT / GOAT-Bench; :mod:`rlmem.envs.goat_grid`): lifelong multimodal object
+# navigation on the real MiniGrid engine, 5-10 subgoals per episode (category / language /
+# image goals), stop near and facing the target, success and SPL per subgoal in info.
+# Dict observations, no native batched env (SyncVectorEnv); memory_types ("spatial", "object").
+
+_GOAT = "rlmem.envs.goat_grid:GoatGrid"
+register("rlmem/GoatGrid-v0", _GOAT, layout=(3, 2), room_size=5, n_objects=12, subgoal_budget=150)
+register(
+    "rlmem/GoatGridSmall-v0",
+    _GOAT,
+    layout=(2, 2),
+    room_size=4,
+    n_objects=8,
+    min_subgoals=5,
+    max_subgoals=5,
+    subgoal_budget=80,
+)
+
+
+# --------------------------------------------------------------------------- Memory construction (text, Mem-α)
+# Mem-α's memory construction for LLM and scripted writers (:mod:`rlmem.envs.memalpha`): text
+# chunks arrive one per step; the writer edits a core / semantic / episodic memory with
+# <tool_call> blocks; a fixed answerer (BM25 by default) answers questions from the memory;
+# reward = accuracy + 0.05 * compression + tool success + 0.1 * content validity.
+# Synthetic episodes of four competencies (train / held-out vocabularies) or a JSONL dataset.
+
+register("rlmem/MemoryConstruction-v0", "rlmem.envs.memalpha.env:MemoryConstructionEnv")
