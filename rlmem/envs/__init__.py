@@ -155,3 +155,14 @@ register(
 # Synthetic episodes of four competencies (train / held-out vocabularies) or a JSONL dataset.
 
 register("rlmem/MemoryConstruction-v0", "rlmem.envs.memalpha.env:MemoryConstructionEnv")
+
+
+# --------------------------------------------------------------------------- Task streams
+# Episodic case banks (MemRL, Memento; :mod:`rlmem.envs.task_stream`): one task per episode,
+# families of tasks whose plans transfer, near-duplicate distractors that need other plans.
+# The agents that keep a case bank across episodes are in rlmem.agents.case_agents.
+
+_STREAM = "rlmem.envs.task_stream:TaskStream"
+_STREAM_VEC = "rlmem.envs.task_stream:TaskStreamVec"
+register("rlmem/TaskStream-v0", _STREAM, _STREAM_VEC, distractor_rate=0.3)
+register("rlmem/TaskStreamNoDistractors-v0", _STREAM, _STREAM_VEC, distractor_rate=0.0)
