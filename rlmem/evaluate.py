@@ -72,6 +72,7 @@ def evaluate(
     done_count = np.zeros(num_envs, dtype=np.int64)
     ep_return, ep_length = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
     returns, lengths, successes = [], [], []
+    split_by = _BreakdownCollector(envs.metadata)
     while (done_count < quota).any():
         with torch.no_grad():
             out, state = policy(
@@ -89,6 +90,7 @@ def evaluate(
                 lengths.append(ep_length[i])
                 if "success" in final and final["_success"][i]:
                     successes.append(bool(final["success"][i]))
+                split_by.add(final, i, ep_return[i])
                 done_count[i] += 1
             ep_return[i], ep_length[i] = 0.0, 0
     envs.close()
@@ -101,7 +103,51 @@ def evaluate(
         mean_return=float(np.mean(returns)),
         std_return=float(np.std(returns)),
         mean_length=float(np.mean(lengths)),
+        breakdown=split_by.tables(),
     )
+
+
+class _BreakdownCollector:
+    """Success / return (and the env's listed metrics) per value of a final_info key.
+
+    The keys are ``metadata["breakdown_keys"]``, by default ``("competency",)`` (Mem-α's
+    episode types); ``metadata["breakdown_metrics"]`` optionally names numeric final_info
+    entries averaged per row (e.g. ``("accuracy",)``). An env whose final_info carries none
+    of the keys gets no breakdown.
+    """
+
+    def __init__(self, metadata: dict) -> None:
+        self.keys = tuple(metadata.get("breakdown_keys", ("competency",)))
+        self.metrics = tuple(metadata.get("breakdown_metrics", ()))
+        self.rows: dict[str, dict[str, list]] = {k: {} for k in self.keys}
+
+    def add(self, final: dict, i: int, episode_return: float) -> None:
+        for key in self.keys:
+            if key not in final or not final[f"_{key}"][i]:
+                continue
+            row = self.rows[key].setdefault(str(final[key][i]), {"return": [], "success": []})
+            row["return"].append(float(episode_return))
+            if "success" in final and final["_success"][i]:
+                row["success"].append(float(final["success"][i]))
+            for m in self.metrics:
+                if m in final and final[f"_{m}"][i]:
+                    row.setdefault(m, []).append(float(final[m][i]))
+
+    def tables(self) -> dict:
+        """``{"by <key>": {value: {"episodes", "success", "return", *metrics}}}``, rows sorted."""
+        out = {}
+        for key, rows in self.rows.items():
+            if rows:
+                out[f"by {key}"] = {
+                    value: {
+                        "episodes": len(row["return"]),
+                        "success": float(np.mean(row["success"])) if row["success"] else float("nan"),
+                        "return": float(np.mean(row["return"])),
+                        **{m: float(np.mean(row[m])) for m in self.metrics if row.get(m)},
+                    }
+                    for value, row in sorted(rows.items())
+                }
+        return out
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:

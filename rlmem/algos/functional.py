@@ -108,3 +108,38 @@ def explained_variance(pred: Tensor, target: Tensor) -> float:
     """1 - Var[target - pred] / Var[target]; nan when the target is constant."""
     var = target.var()
     return float("nan") if var == 0 else float(1 - (target - pred).var() / var)
+
+
+def group_advantages(returns: Tensor, group_size: int, scale_rewards: str = "group", eps: float = 1e-4) -> Tensor:
+    """Group-relative advantages of GRPO (Shao et al. 2024, DeepSeekMath): ``(R - mean) / (std + eps)``.
+
+    Args:
+        returns: [N] float, one return per episode; groups are ``group_size`` *consecutive*
+            episodes (the G rollouts of one seed / prompt), so N must be a multiple of G.
+        group_size: G.
+        scale_rewards: TRL's ``GRPOConfig.scale_rewards``: ``"group"`` divides by each group's
+            std, ``"batch"`` by the std of all N returns, ``"none"`` only subtracts the group
+            mean (Dr. GRPO, which argues the std scaling biases toward easy/hard groups).
+        eps: added to the std, TRL's 1e-4: a group whose returns are all equal gets advantage 0
+            (not 0/0), and its episodes then carry no policy gradient.
+
+    The std is the *unbiased* sample std (Bessel's n - 1), as TRL (``torch.std`` / ``nanstd``)
+    and the DeepSeekMath reference compute it; with G = 1 there is nothing to compare and
+    every advantage is 0.
+
+    Returns:
+        advantages [N], same dtype as ``returns``.
+    """
+    if group_size < 1 or returns.ndim != 1 or returns.shape[0] % group_size:
+        raise ValueError(f"returns of shape {tuple(returns.shape)} do not split into groups of {group_size}")
+    if scale_rewards not in ("group", "batch", "none"):
+        raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none', got {scale_rewards!r}")
+    grouped = returns.view(-1, group_size)
+    centred = (grouped - grouped.mean(dim=1, keepdim=True)).reshape(-1)
+    if scale_rewards == "none" or group_size == 1:
+        return centred
+    if scale_rewards == "group":
+        std = grouped.std(dim=1, keepdim=True).expand_as(grouped).reshape(-1)
+    else:
+        std = returns.std() if returns.numel() > 1 else torch.zeros((), dtype=returns.dtype)
+    return centred / (std + eps)

@@ -166,3 +166,16 @@ _STREAM = "rlmem.envs.task_stream:TaskStream"
 _STREAM_VEC = "rlmem.envs.task_stream:TaskStreamVec"
 register("rlmem/TaskStream-v0", _STREAM, _STREAM_VEC, distractor_rate=0.3)
 register("rlmem/TaskStreamNoDistractors-v0", _STREAM, _STREAM_VEC, distractor_rate=0.0)
+
+
+# --------------------------------------------------------------------------- Memory construction (vector)
+# Mem-α's memory-construction task for small neural write policies (:mod:`rlmem.envs.memconstruct_vec`):
+# facts (key, value, topic flag) arrive one per step; the agent skips / writes / deletes M visible
+# slots; a fixed answerer scores the slots at the end. Competencies: retrieval, conflict, mixed.
+
+_MEMCON_VEC = "rlmem.envs.memconstruct_vec:MemoryConstructionVec"
+_MEMCON_VEC_BATCHED = "rlmem.envs.memconstruct_vec:MemoryConstructionVecBatched"
+register(
+    "rlmem/MemoryConstructionVec-v0", _MEMCON_VEC, _MEMCON_VEC_BATCHED,
+    n_keys=8, n_values=8, n_slots=4, n_facts=8, competency="mixed", beta=0.05,
+)
