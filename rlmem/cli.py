@@ -105,7 +105,8 @@ def train_cmd(
         nonlocal bar
         if not quiet:
             if bar is None:  # created at the first update, so an early error prints one clean line
-                bar = _progress(cfg.num_updates * cfg.batch_size)
+                # PPO does whole updates of num_envs x num_steps; other algorithms count their own steps
+                bar = _progress(cfg.num_updates * cfg.batch_size if cfg.algo == "ppo" else cfg.total_steps)
             bar.n = m["step"]
             bar.set_postfix_str(_postfix(m), refresh=False)
             bar.refresh()
@@ -203,6 +204,50 @@ def record_cmd(
         raise ConfigError(f"rlmem record does not support algo {cfg.algo!r} yet")
     path = record_run(run, out=out, episodes=episodes, seed=seed if seed is not None else cfg.seed + EVAL_SEED_OFFSET, fps=fps)
     print(f"wrote {path}")
+
+
+# --------------------------------------------------------------------------- compare
+@app.command("compare")
+def compare_cmd(
+    recipe: Path = typer.Argument(..., help="A recipe TOML, e.g. train/rewriting.toml."),
+    backend: Optional[str] = typer.Option(None, help="local (process pool, the default) or ray."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (implies --backend ray); default: a local Ray."),
+    workers: Optional[int] = typer.Option(None, help="Runs at the same time (default: the recipe's, else all cores)."),
+    steps_scale: Optional[float] = typer.Option(None, help="Multiply every suite entry's step budget."),
+    runs_dir: Optional[Path] = typer.Option(None, help="Where runs and the report go (default: runs/compare/<recipe>)."),
+    quiet: bool = typer.Option(False, help="No line per finished run."),
+) -> None:
+    """Train and evaluate a recipe's agents x envs x seeds (skipping complete runs); write a report."""
+    from rlmem.compare import compare
+
+    def on_result(r, finished: int, total: int) -> None:
+        if quiet:
+            return
+        name = Path(r.run_dir).name
+        if r.status == "done":
+            print(f"compare: [{finished}/{total}] {name}: success={r.success:.2f} return={r.return_:.2f} "
+                  f"steps={r.steps} {r.wall_s:.0f}s", file=sys.stderr)
+        else:
+            print(f"compare: [{finished}/{total}] {name}: FAILED {r.error}", file=sys.stderr)
+
+    def on_sigterm(signum, frame) -> None:  # a scheduler's SIGTERM stops the runs as Ctrl-C does
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        summary = compare(recipe, backend=backend, address=address, workers=workers, steps_scale=steps_scale,
+                          runs_dir=runs_dir, on_result=on_result)
+    except KeyboardInterrupt:
+        _err("interrupted; finished runs are kept and the others continue from their newest checkpoint: "
+             "run the same command again")
+        raise typer.Exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(summary.line())
+    if summary.n_failed:
+        for r in summary.failed:
+            _err(f"{r.run_dir}: {r.error}")
+        raise typer.Exit(1)  # 1, not 2: the recipe was fine, some runs failed (the next call retries them)
 
 
 # --------------------------------------------------------------------------- demo
