@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlmem.agents.obs import to_tensor, unsqueeze
 from rlmem.agents.policy import ActorCritic
 from rlmem.envs.vector import make_vec_env
 from rlmem.errors import RunError
@@ -76,7 +77,7 @@ def evaluate(
     while (done_count < quota).any():
         with torch.no_grad():
             out, state = policy(
-                torch.as_tensor(obs, device=device)[None], state, torch.as_tensor(start, device=device)[None]
+                unsqueeze(to_tensor(obs, device)), state, torch.as_tensor(start, device=device)[None]
             )
             action, _ = policy.sample(out.params[0], deterministic=deterministic)
         obs, reward, terminated, truncated, info = envs.step(policy.env_action(action))

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from rlmem.agents.obs import to_tensor, unsqueeze
 from rlmem.envs.vector import make_env
 from rlmem.errors import ConfigError, RlmemError
 
@@ -365,7 +366,7 @@ def _rollout(
     for t in range(max_steps):
         with torch.no_grad():
             out, state = policy(
-                torch.as_tensor(np.asarray(obs), device=device)[None, None],
+                unsqueeze(to_tensor(obs, device), 2),
                 state,
                 torch.tensor([[t == 0]], device=device),
             )

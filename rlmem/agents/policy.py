@@ -1,8 +1,10 @@
 """The recurrent actor-critic every PPO/GRPO agent uses: encoder -> Memory -> heads.
 
 Any registered :class:`rlmem.memory.Memory` plugs in by name (``PolicyConfig.memory``).
-Observations: flat ``Box`` (MLP), image ``Box`` (small CNN) and ``Discrete`` (one-hot), see
-:mod:`rlmem.agents.encoders`. Actions:
+Observations: flat ``Box`` (MLP), image ``Box`` (small CNN), ``Discrete`` (one-hot) and
+``Dict`` of those and of integer-id vectors (one encoder per key, concatenated: how a goal
+enters beside the view), see :mod:`rlmem.agents.encoders`; a ``Dict`` observation is a dict
+of tensors (:mod:`rlmem.agents.obs`). Actions:
 ``Discrete`` (categorical) and ``Box`` (diagonal Gaussian, state-independent log-std).
 """
 
@@ -18,6 +20,7 @@ from torch.distributions import Categorical, Distribution, Normal
 
 from rlmem import memory as memories
 from rlmem.agents.encoders import make_encoder, mlp, ortho
+from rlmem.agents.obs import Obs
 from rlmem.config import PolicyConfig
 from rlmem.errors import ConfigError
 from rlmem.memory import State
@@ -37,8 +40,8 @@ class PolicyOut(NamedTuple):
 class ActorCritic(nn.Module):
     """Encoder -> Memory -> (actor, critic), with an optional separate critic trunk.
 
-    ``forward(obs [T, B, *obs_shape], state, start [T, B] bool) -> (PolicyOut, state)``.
-    With ``separate_critic`` the state is ``{"pi": actor_state, "vf": critic_state}``.
+    ``forward(obs [T, B, *obs_shape], state, start [T, B] bool) -> (PolicyOut, state)``;
+    for a ``Dict`` space ``obs`` is ``{key: [T, B, *shape_key]}``. With ``separate_critic`` the state is ``{"pi": actor_state, "vf": critic_state}``.
     """
 
     def __init__(self, obs_space: gym.Space, action_space: gym.Space, cfg: PolicyConfig):
@@ -68,7 +71,7 @@ class ActorCritic(nn.Module):
         return {"pi": pi, "vf": self.vf_trunk.memory.initial_state(batch_size, device)}
 
     # ------------------------------------------------------------------ forward
-    def forward(self, obs: Tensor, state: State, start: Tensor) -> tuple[PolicyOut, State]:
+    def forward(self, obs: Obs, state: State, start: Tensor) -> tuple[PolicyOut, State]:
         x = obs
         if self.vf_trunk is None:
             h, state = self.pi_trunk(x, state, start)
@@ -123,5 +126,5 @@ class _Trunk(nn.Module):
         self.memory = memories.make(cfg.memory, self.encoder.out_dim, **cfg.memory_kwargs)
         self.out_dim = self.memory.out_dim
 
-    def forward(self, obs: Tensor, state: State, start: Tensor) -> tuple[Tensor, State]:
+    def forward(self, obs: Obs, state: State, start: Tensor) -> tuple[Tensor, State]:
         return self.memory(self.encoder(obs), state, start)

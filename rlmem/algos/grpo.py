@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rlmem.agents.obs import index_envs, map_obs, to_tensor, unsqueeze
 from rlmem.agents.policy import ActorCritic
 from rlmem.algos.functional import env_minibatches, group_advantages, ppo_loss
 # GRPO policies are ActorCritic networks: they evaluate and record exactly like PPO's.
@@ -113,8 +114,8 @@ def check_config(cfg: RunConfig) -> GRPOConfig:
 class Episodes(NamedTuple):
     """One batch of whole episodes, time-major; ``T`` = the longest episode."""
 
-    obs: Tensor
-    """[T, N, *obs_shape] what the policy read at each step."""
+    obs: Tensor | dict
+    """[T, N, *obs_shape] what the policy read at each step (a dict of such for Dict spaces)."""
     actions: Tensor
     """[T, N] (or [T, N, A]) the sampled actions."""
     logp: Tensor
@@ -138,12 +139,12 @@ def rollout(policy: ActorCritic, envs, seeds: list[int], max_steps: int, device:
     returns, lengths, success = np.zeros(n), np.zeros(n, dtype=np.int64), np.full(n, np.nan)
     obs_l, act_l, logp_l, valid_l = [], [], [], []
     for t in range(max_steps):
-        obs_t = torch.as_tensor(obs, device=device)
+        obs_t = to_tensor(obs, device)
         # A start only at t = 0: steps after an env's first end are masked out, so its memory
         # may run on; the update replays exactly this mask.
         start = torch.full((1, n), t == 0, dtype=torch.bool, device=device)
         with torch.no_grad():
-            out, state = policy(obs_t[None], state, start)
+            out, state = policy(unsqueeze(obs_t), state, start)
             action, logp = policy.sample(out.params[0])
         obs, reward, terminated, truncated, info = envs.step(policy.env_action(action))
         obs_l.append(obs_t)
@@ -160,7 +161,7 @@ def rollout(policy: ActorCritic, envs, seeds: list[int], max_steps: int, device:
         alive &= ~ended
         if not alive.any():
             break
-    return Episodes(torch.stack(obs_l), torch.stack(act_l), torch.stack(logp_l), torch.stack(valid_l).to(device),
+    return Episodes(map_obs(lambda *steps: torch.stack(steps), *obs_l), torch.stack(act_l), torch.stack(logp_l), torch.stack(valid_l).to(device),
                     returns, lengths, success)
 
 
@@ -211,7 +212,7 @@ def train(
         seeds = [cfg.seed + first_group + k // G for k in range(N)]
         batch = rollout(policy, envs, seeds, g.max_episode_steps, device)
         global_step += int(batch.lengths.sum())
-        T = batch.obs.shape[0]
+        T = batch.actions.shape[0]
 
         # ------------------------------------------------------------ 2. group-relative advantages
         returns = torch.as_tensor(batch.returns, dtype=torch.float32, device=device)
@@ -230,7 +231,7 @@ def train(
         for epoch in range(g.update_epochs):
             for mb in env_minibatches(N, g.num_minibatches):
                 mb = mb.to(device)
-                out, _ = policy(batch.obs[:, mb], index_state(initial, mb), start[:, mb])
+                out, _ = policy(index_envs(batch.obs, mb), index_state(initial, mb), start[:, mb])
                 new_logp, entropy = policy.log_prob_entropy(out.params, batch.actions[:, mb])
                 valid = batch.valid[:, mb]
                 new_logp = new_logp[valid]  # [steps]: the mean below is over valid steps only

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from rlmem.agents.obs import index_envs, obs_buffer, stack_final, store, to_numpy, to_tensor, torch_dtype, unsqueeze
 from rlmem.agents.policy import ActorCritic
 from rlmem.algos.functional import env_minibatches, explained_variance, gae, normalize, ppo_loss
 from rlmem.config import RunConfig
@@ -64,8 +65,8 @@ def train(
 
     # ---------------------------------------------------------------- rollout storage [T, B]
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    obs_buf = torch.zeros((T, B, *obs_space.shape), dtype=_torch_dtype(obs_space.dtype), device=device)
-    act_buf = torch.zeros((T, B, *act_space.shape), dtype=_torch_dtype(act_space.dtype), device=device)
+    obs_buf = obs_buffer(obs_space, T, B, device)  # a tensor, or a dict of them for Dict spaces
+    act_buf = torch.zeros((T, B, *act_space.shape), dtype=torch_dtype(act_space.dtype), device=device)
     logp_buf = torch.zeros((T, B), device=device)
     value_buf = torch.zeros((T, B), device=device)
     reward_buf = torch.zeros((T, B), device=device)
@@ -91,7 +92,7 @@ def train(
         loop = ckpt["loop"]
         if ckpt["env_state"] is not None and hasattr(envs, "set_state"):
             envs.set_state(from_safe(ckpt["env_state"]))
-            next_obs, next_start = loop["obs"].numpy(), loop["start"].numpy()
+            next_obs, next_start = to_numpy(loop["obs"]), loop["start"].numpy()
             state = map_state(lambda s: s.to(device), loop["state"])
             ep_return, ep_length = loop["ep_return"].numpy(), loop["ep_length"].numpy()
         else:  # envs without get_state restart their episodes (documented: not bit-exact)
@@ -110,10 +111,10 @@ def train(
 
         # ------------------------------------------------------------ 1. rollout
         for t in range(T):
-            obs_t = torch.as_tensor(next_obs, device=device)
+            obs_t = to_tensor(next_obs, device)
             start_t = torch.as_tensor(next_start, device=device)
             with torch.no_grad():
-                out, state = policy(obs_t[None], state, start_t[None])
+                out, state = policy(unsqueeze(obs_t), state, start_t[None])
                 action, logp = policy.sample(out.params[0])
             next_obs, reward, terminated, truncated, info = envs.step(policy.env_action(action))
             global_step += B
@@ -128,7 +129,8 @@ def train(
                 finished += _episode_stats(info, done, ep_return, ep_length)
                 ep_return[done], ep_length[done] = 0.0, 0
 
-            obs_buf[t], act_buf[t], logp_buf[t] = obs_t, action, logp
+            store(obs_buf, t, obs_t)
+            act_buf[t], logp_buf[t] = action, logp
             value_buf[t], reward_buf[t] = out.value[0], reward_t
             start_buf[t], end_buf[t] = start_t, torch.as_tensor(done, device=device)
             next_start = done
@@ -136,7 +138,7 @@ def train(
         # ------------------------------------------------------------ 2. advantages
         with torch.no_grad():
             out, _ = policy(
-                torch.as_tensor(next_obs, device=device)[None], state, torch.as_tensor(next_start, device=device)[None]
+                unsqueeze(to_tensor(next_obs, device)), state, torch.as_tensor(next_start, device=device)[None]
             )
             advantages, returns = gae(reward_buf, value_buf, end_buf, out.value[0], p.gamma, p.gae_lambda)
 
@@ -144,7 +146,7 @@ def train(
         for epoch in range(p.update_epochs):
             for mb in env_minibatches(B, p.num_minibatches):
                 mb = mb.to(device)
-                out, _ = policy(obs_buf[:, mb], index_state(chunk_state, mb), start_buf[:, mb])
+                out, _ = policy(index_envs(obs_buf, mb), index_state(chunk_state, mb), start_buf[:, mb])
                 new_logp, entropy = policy.log_prob_entropy(out.params, act_buf[:, mb])
                 mb_adv = normalize(advantages[:, mb]) if p.norm_adv else advantages[:, mb]
                 loss, stats = ppo_loss(
@@ -187,7 +189,7 @@ def train(
                     "torch_rng": torch.get_rng_state(),
                     "env_state": to_safe(envs.get_state()) if hasattr(envs, "get_state") else None,
                     "loop": {
-                        "obs": torch.as_tensor(next_obs),
+                        "obs": to_tensor(next_obs),
                         "start": torch.as_tensor(next_start),
                         "state": state,
                         "ep_return": torch.as_tensor(ep_return),
@@ -238,11 +240,11 @@ def check_device(name: str) -> torch.device:
 def _final_values(policy: ActorCritic, info: dict, truncated: np.ndarray, state, device) -> torch.Tensor:
     """V(final_obs) of the truncated envs (0 elsewhere), read with their pre-reset state."""
     idx = np.flatnonzero(truncated)
-    final = np.stack([info["final_obs"][i] for i in idx])
+    final = stack_final(info["final_obs"], idx)
     idx_t = torch.as_tensor(idx, device=device)
     with torch.no_grad():
         out, _ = policy(
-            torch.as_tensor(final, device=device)[None],
+            unsqueeze(to_tensor(final, device)),
             index_state(state, idx_t),
             torch.zeros((1, len(idx)), dtype=torch.bool, device=device),
         )
@@ -272,7 +274,3 @@ def _window(recent: deque) -> dict:
     if len(succ):
         out["success"] = float(succ.mean())
     return out
-
-
-def _torch_dtype(np_dtype) -> torch.dtype:
-    return torch.from_numpy(np.zeros(0, dtype=np_dtype)).dtype
