@@ -28,6 +28,7 @@ ALGOS: dict[str, str] = {
     "sb3-ppo": "rlmem.algos.sb3",  # Stable-Baselines3 PPO (feed-forward), a peer baseline
     "sb3-recurrentppo": "rlmem.algos.sb3",  # sb3-contrib RecurrentPPO (LSTM), a peer baseline
     "memalpha": "rlmem.algos.memalpha",  # Mem-α LLM writer: TRL SFT warm start, then GRPOTrainer
+    "modular": "rlmem.algos.modular",  # navigation agents with a SemanticMap / SpatialGraph (no learning)
 }
 
 
