@@ -121,8 +121,11 @@ class _BreakdownCollector:
         self.keys = tuple(metadata.get("breakdown_keys", ("competency",)))
         self.metrics = tuple(metadata.get("breakdown_metrics", ()))
         self.rows: dict[str, dict[str, list]] = {k: {} for k in self.keys}
+        self.subgoals: list[tuple] = []  # (successes, spls, modalities) per episode
 
     def add(self, final: dict, i: int, episode_return: float) -> None:
+        if "subgoal_successes" in final and final["_subgoal_successes"][i]:  # lifelong envs (GoatGrid)
+            self.subgoals.append(tuple(final[k][i] for k in ("subgoal_successes", "subgoal_spls", "subgoal_modalities")))
         for key in self.keys:
             if key not in final or not final[f"_{key}"][i]:
                 continue
@@ -148,7 +151,33 @@ class _BreakdownCollector:
                     }
                     for value, row in sorted(rows.items())
                 }
+        if self.subgoals:
+            out.update(subgoal_tables(self.subgoals))
         return out
+
+
+def subgoal_tables(episodes) -> dict:
+    """Success and SPL per subgoal index and per goal modality of lifelong episodes.
+
+    ``episodes``: ``(successes, spls, modalities)`` per episode, one entry per subgoal (GoatGrid's
+    ``final_info``). Returns ``{"success/SPL by subgoal index": {index: {subgoals, success, spl}},
+    "success/SPL by modality": {modality or "all": {...}}}``, the tables ``rlmem eval`` prints.
+    """
+    by_index: dict[int, list] = {}
+    by_modality: dict[str, list] = {}
+    for successes, spls, modalities in episodes:
+        for k, (ok, spl, modality) in enumerate(zip(successes, spls, modalities)):
+            by_index.setdefault(k, []).append((ok, spl))
+            by_modality.setdefault(str(modality), []).append((ok, spl))
+            by_modality.setdefault("all", []).append((ok, spl))
+
+    def table(groups: dict) -> dict:
+        return {str(key): {"subgoals": len(rows), "success": float(np.mean([ok for ok, _ in rows])),
+                           "spl": float(np.mean([spl for _, spl in rows]))} for key, rows in groups.items()}
+
+    order = sorted(by_modality, key=lambda m: (m == "all", m))
+    return {"success/SPL by subgoal index": table(dict(sorted(by_index.items()))),
+            "success/SPL by modality": table({m: by_modality[m] for m in order})}
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:

@@ -209,6 +209,10 @@ def test_eval_and_record_on_the_dict_run(goat_run, tmp_path, capsys):
     assert main(["eval", str(run.path), "--episodes", "4", "--num-envs", "4"]) == 0
     out = capsys.readouterr().out
     assert "episodes   4" in out and "success" in out
+    # lifelong episodes: per-subgoal and per-modality tables (4 episodes x the run's subgoals each)
+    assert "success/SPL by subgoal index" in out and "success/SPL by modality" in out
+    name, count = out.split("success/SPL by modality")[1].splitlines()[-1].split()[:2]
+    assert name == "all" and int(count) % 4 == 0 and int(count) >= 4
     assert main(["record", str(run.path), "--out", str(tmp_path), "--episodes", "1"]) == 0
     videos = list(tmp_path.glob("goat.*"))
     assert videos and videos[0].stat().st_size > 1000

@@ -507,3 +507,15 @@ def test_train_then_evaluate_run(tmp_path):
               for i in range(2)]
     assert by_index["0"]["success"] == np.mean([r.successes[0] for r in direct])
     assert by_modality["all"]["spl"] == pytest.approx(np.mean([s for r in direct for s in r.spls]))
+
+
+def test_subgoal_tables_arithmetic():
+    from rlmem.evaluate import subgoal_tables
+
+    tables = subgoal_tables([((True, False), (1.0, 0.0), ("image", "category")),
+                             ((True, True, True), (0.5, 1.0, 0.25), ("image", "image", "language"))])
+    assert tables["success/SPL by subgoal index"]["1"] == {"subgoals": 2, "success": 0.5, "spl": 0.5}
+    assert tables["success/SPL by subgoal index"]["2"] == {"subgoals": 1, "success": 1.0, "spl": 0.25}
+    assert tables["success/SPL by modality"]["image"] == {"subgoals": 3, "success": 1.0, "spl": 2.5 / 3}
+    assert list(tables["success/SPL by modality"]) == ["category", "image", "language", "all"]
+    assert tables["success/SPL by modality"]["all"]["subgoals"] == 5

@@ -48,9 +48,8 @@ import numpy as np
 from rlmem.agents.nav_agents import EnvView, GoatAgentConfig, GoatModularAgent, MemorylessAgent, NavAgent
 from rlmem.agents.smg_agent import SMGAgent, SMGAgentConfig
 from rlmem.config import PolicyConfig, RunConfig, from_dict
-from rlmem.envs.goat_grid import MODALITIES
 from rlmem.errors import ConfigError, RunError
-from rlmem.evaluate import EvalResult, wilson_interval
+from rlmem.evaluate import EvalResult, subgoal_tables, wilson_interval
 from rlmem.runs import Run
 
 __all__ = [
@@ -191,31 +190,8 @@ def evaluate_agent(
 
 
 def nav_tables(results: Iterable[EpisodeResult]) -> dict[str, dict[str, dict[str, float]]]:
-    """``{"success/SPL by subgoal index": {index: {...}}, "success/SPL by modality": {...}}``:
-    per row the number of subgoals and their mean success and SPL."""
-    results = list(results)
-    rows: dict[str, dict[Any, list[tuple[bool, float]]]] = {"index": {}, "modality": {}}
-    for r in results:
-        for k, (s, p, m) in enumerate(zip(r.successes, r.spls, r.modalities)):
-            rows["index"].setdefault(k, []).append((s, p))
-            rows["modality"].setdefault(m, []).append((s, p))
-            rows["modality"].setdefault("all", []).append((s, p))
-
-    def table(groups: dict, order: list) -> dict:
-        return {
-            str(key): {
-                "subgoals": len(groups[key]),
-                "success": float(np.mean([s for s, _ in groups[key]])),
-                "spl": float(np.mean([p for _, p in groups[key]])),
-            }
-            for key in order
-            if key in groups
-        }
-
-    return {
-        "success/SPL by subgoal index": table(rows["index"], sorted(rows["index"])),
-        "success/SPL by modality": table(rows["modality"], [*MODALITIES, "all"]),
-    }
+    """Success and SPL by subgoal index and by modality (:func:`rlmem.evaluate.subgoal_tables`)."""
+    return subgoal_tables((r.successes, r.spls, r.modalities) for r in results)
 
 
 def summarize(results: list[EpisodeResult]) -> EvalResult:
