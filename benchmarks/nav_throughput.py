@@ -1,4 +1,4 @@
-"""Navigation env throughput: GoatGrid vs. MiniGrid's MultiRoom-N6 and FourRooms, in one run.
+"""Navigation env throughput: GoatGrid and GoatWorld vs. MiniGrid and MiniWorld peers, in one run.
 
 Prints steps/s of single envs stepped in a plain Python loop (reset at episode end, resets
 included in the time), random actions drawn before the clock starts, for
@@ -10,18 +10,25 @@ included in the time), random actions drawn before the clock starts, for
 - ``MiniGrid-MultiRoom-N6-v0`` and ``MiniGrid-FourRooms-v0`` (symbolic; MultiRoom also with
   ``RGBImgPartialObsWrapper``, MiniGrid's RGB egocentric view, at the same 8-pixel tiles);
 
-then ``SyncVectorEnv`` at N = 8 for GoatGrid and MultiRoom, and the ratios to MultiRoom-N6
-in the same observation mode. Ratios measured in one run are what to compare across
-machines; absolute numbers move with the CPU and its load.
+- ``rlmem/GoatWorld-v0`` (the same task in a 3D MiniWorld house, first-person RGB 60x80,
+  observation mode ``rgb-3d``) with and without ``stop``, and its peer
+  ``MiniWorld-Hallway-v0`` (MiniWorld's simplest env: one room, one box, the same 60x80 view);
+
+then ``SyncVectorEnv`` at N = 8 for GoatGrid and MultiRoom, and the ratios to the peer in the
+same observation mode (MultiRoom-N6 for MiniGrid views, Hallway for 3D views). Ratios
+measured in one run are what to compare across machines; absolute numbers move with the CPU
+and its load. The 3D envs render through Mesa's software OpenGL (EGL, headless) unless a GPU
+driver is present; MiniWorld's meshes and textures are loaded before the clock starts (a
+one-time cost per process).
 
     python benchmarks/nav_throughput.py [--seconds 2]
-
-TODO: MiniWorld (3D first-person) navigation peers once rlmem's MiniWorld backend exists.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 import time
 from pathlib import Path
@@ -87,12 +94,30 @@ def main() -> None:
     import minigrid  # noqa: F401  (registers MiniGrid-*)
     from minigrid.wrappers import RGBImgPartialObsWrapper
 
+    import pyglet
+
+    pyglet.options["headless"] = True  # before miniworld creates a window: EGL, no display
+    import miniworld  # noqa: F401  (registers MiniWorld-*)
+    from miniworld.objmesh import ObjMesh
+    from miniworld.opengl import Texture
+
     def make(env_id: str, rgb_wrapper: bool = False, **kwargs) -> Callable[[], gym.Env]:
         def thunk() -> gym.Env:
-            env = gym.make(env_id, disable_env_checker=True, **kwargs)
+            with contextlib.redirect_stdout(io.StringIO()):  # MiniWorld prints frame-buffer fallbacks
+                env = gym.make(env_id, disable_env_checker=True, **kwargs)
             return RGBImgPartialObsWrapper(env, tile_size=8) if rgb_wrapper else env
 
         return thunk
+
+    # MiniWorld parses each mesh and texture the first time an env uses it (seconds each in
+    # pyglet's pure-Python image conversion): do it once, before any clock starts.
+    warm = make("MiniWorld-Hallway-v0")()
+    for name in ("concrete", "floor_tiles_bw", "concrete_tiles"):
+        Texture.get(name)
+    for color in ("red", "green", "blue", "purple", "yellow", "grey"):
+        ObjMesh.get(f"ball_{color}")
+        ObjMesh.get(f"key_{color}")
+    warm.close()
 
     # (name, obs mode, implementation, N, env factory, actions drawn from range(k))
     cases = []
@@ -103,6 +128,9 @@ def main() -> None:
     cases.append(("MiniGrid-MultiRoom-N6-v0", "symbolic", "raw loop", 1, make("MiniGrid-MultiRoom-N6-v0"), 7))
     cases.append(("MiniGrid-MultiRoom-N6-v0", "rgb", "raw loop", 1, make("MiniGrid-MultiRoom-N6-v0", True), 7))
     cases.append(("MiniGrid-FourRooms-v0", "symbolic", "raw loop", 1, make("MiniGrid-FourRooms-v0"), 7))
+    cases.append(("rlmem/GoatWorld-v0", "rgb-3d", "raw loop", 1, make("rlmem/GoatWorld-v0"), 5))
+    cases.append(("rlmem/GoatWorld-v0 no-stop", "rgb-3d", "raw loop", 1, make("rlmem/GoatWorld-v0"), 4))
+    cases.append(("MiniWorld-Hallway-v0", "rgb-3d", "raw loop", 1, make("MiniWorld-Hallway-v0"), 3))
     for name, factory, n_act in (
         ("rlmem/GoatGrid-v0", make("rlmem/GoatGrid-v0"), 5),
         ("MiniGrid-MultiRoom-N6-v0", make("MiniGrid-MultiRoom-N6-v0"), 7),
@@ -121,13 +149,12 @@ def main() -> None:
         results[(name, mode, impl)] = sps
         print(f"{name:<34} {mode:<9} {impl:<14} {n:>3} {sps:>10,.0f}", flush=True)
 
-    print("\nratio to MiniGrid-MultiRoom-N6-v0 (same observation mode and implementation)")
+    print("\nratio to the peer of the same observation mode and implementation")
     for (name, mode, impl), sps in results.items():
-        if name.startswith("MiniGrid-MultiRoom"):
-            continue
-        peer = results.get(("MiniGrid-MultiRoom-N6-v0", mode, impl))
-        if peer:
-            print(f"{name:<34} {mode:<9} {impl:<14} {sps / peer:>8.2f}x")
+        peer_name = "MiniWorld-Hallway-v0" if mode == "rgb-3d" else "MiniGrid-MultiRoom-N6-v0"
+        peer = results.get((peer_name, mode, impl))
+        if peer and name != peer_name:
+            print(f"{name:<34} {mode:<9} {impl:<14} {sps / peer:>8.2f}x  vs {peer_name}")
 
 
 if __name__ == "__main__":

@@ -127,6 +127,18 @@ register("rlmem/CountRecall-v0", _COUNT, _COUNT_VEC, n_values=4, length=32, max_
 register("rlmem/CountRecallHard-v0", _COUNT, _COUNT_VEC, n_values=13, length=104, max_count=15)
 
 
+# --------------------------------------------------------------------------- Memory construction (vector)
+# Mem-α's memory-construction task for small neural write policies (:mod:`rlmem.envs.memconstruct_vec`):
+# facts (key, value, topic flag) arrive one per step; the agent skips / writes / deletes M visible
+# slots; a fixed answerer scores the slots at the end. Competencies: retrieval, conflict, mixed.
+
+_MEMCON_VEC = "rlmem.envs.memconstruct_vec:MemoryConstructionVec"
+_MEMCON_VEC_BATCHED = "rlmem.envs.memconstruct_vec:MemoryConstructionVecBatched"
+register(
+    "rlmem/MemoryConstructionVec-v0", _MEMCON_VEC, _MEMCON_VEC_BATCHED,
+    n_keys=8, n_values=8, n_slots=4, n_facts=8, competency="mixed", beta=0.05,
+)
+
 # --------------------------------------------------------------------------- GOAT navigation
 # GoatGrid (after GOAT / GOAT-Bench; :mod:`rlmem.envs.goat_grid`): lifelong multimodal object
 # navigation on the real MiniGrid engine, 5-10 subgoals per episode (category / language /
@@ -168,14 +180,14 @@ register("rlmem/TaskStream-v0", _STREAM, _STREAM_VEC, distractor_rate=0.3)
 register("rlmem/TaskStreamNoDistractors-v0", _STREAM, _STREAM_VEC, distractor_rate=0.0)
 
 
-# --------------------------------------------------------------------------- Memory construction (vector)
-# Mem-α's memory-construction task for small neural write policies (:mod:`rlmem.envs.memconstruct_vec`):
-# facts (key, value, topic flag) arrive one per step; the agent skips / writes / deletes M visible
-# slots; a fixed answerer scores the slots at the end. Competencies: retrieval, conflict, mixed.
+# --------------------------------------------------------------------------- GOAT navigation, 3D backends
+# GoatWorld (:mod:`rlmem.envs.goat_world`): the GoatGrid task in a first-person MiniWorld house (RGB
+# 60x80, image goals rendered from a viewpoint; `pip install rlmem[nav3d]`; headless through EGL;
+# miniworld and pyglet are imported only when an env is built). HabitatGoatEnv
+# (:mod:`rlmem.envs.habitat`): the same spaces on a habitat-sim scene with habitat's ObjectNav /
+# InstanceImageNav episode files (kwargs scene=PATH.glb, episodes=PATH.json.gz); habitat-sim installs
+# with conda, and making the env without it is a ConfigError that says how.
 
-_MEMCON_VEC = "rlmem.envs.memconstruct_vec:MemoryConstructionVec"
-_MEMCON_VEC_BATCHED = "rlmem.envs.memconstruct_vec:MemoryConstructionVecBatched"
-register(
-    "rlmem/MemoryConstructionVec-v0", _MEMCON_VEC, _MEMCON_VEC_BATCHED,
-    n_keys=8, n_values=8, n_slots=4, n_facts=8, competency="mixed", beta=0.05,
-)
+register("rlmem/GoatWorld-v0", "rlmem.envs.goat_world:GoatWorld", layout=(3, 2), room_size=4.0, n_objects=12,
+         subgoal_budget=250)
+register("rlmem/GoatHabitat-v0", "rlmem.envs.habitat:HabitatGoatEnv", scene=None, episodes=None)
