@@ -77,7 +77,7 @@ class PPOConfig:
     """Stop the epochs of an update early once the approximate KL exceeds this (0: never)."""
 
 
-ALGO_TABLES = {"grpo": ("grpo",), "sb3": ("sb3-ppo", "sb3-recurrentppo"), "llm": ("memalpha",)}
+ALGO_TABLES = {"grpo": ("grpo",), "sb3": ("sb3-ppo", "sb3-recurrentppo"), "llm": ("memalpha",), "nec": ("nec",)}
 """The free-form algorithm tables of a RunConfig and the algos that read each."""
 
 
@@ -114,6 +114,8 @@ class RunConfig:
     """Stable-Baselines3 constructor arguments (``algo = "sb3-..."``), checked by :mod:`rlmem.algos.sb3`."""
     llm: dict = field(default_factory=dict)
     """LLM writer settings (``algo = "memalpha"``), checked by :mod:`rlmem.algos.memalpha`."""
+    nec: dict = field(default_factory=dict)
+    """Neural Episodic Control hyperparameters (``algo = "nec"``), checked by :mod:`rlmem.algos.nec`."""
 
     # ------------------------------------------------------------------ derived values
     @property

@@ -35,7 +35,7 @@ KEEP_CHECKPOINTS = 3
 def default_run_name(cfg: RunConfig) -> str:
     env = cfg.env.split("/")[-1].split(":")[-1]
     # rlmem's own loops name the memory; algorithms with their own networks name themselves
-    own_network = cfg.algo.startswith("sb3") or cfg.algo == "memalpha"
+    own_network = cfg.algo.startswith("sb3") or cfg.algo in ("memalpha", "nec")
     agent = cfg.algo if own_network else cfg.policy.memory if cfg.algo == "ppo" else f"{cfg.algo}-{cfg.policy.memory}"
     return f"{env}__{agent}__s{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 

@@ -29,6 +29,7 @@ ALGOS: dict[str, str] = {
     "sb3-recurrentppo": "rlmem.algos.sb3",  # sb3-contrib RecurrentPPO (LSTM), a peer baseline
     "memalpha": "rlmem.algos.memalpha",  # Mem-α LLM writer: TRL SFT warm start, then GRPOTrainer
     "modular": "rlmem.algos.modular",  # navigation agents with a SemanticMap / SpatialGraph (no learning)
+    "nec": "rlmem.algos.nec",  # Neural Episodic Control: a DND (CaseBank) per action, N-step Q targets
 }
 
 
