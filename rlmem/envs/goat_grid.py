@@ -240,31 +240,18 @@ class GoatGridConfig:
 
     def __post_init__(self) -> None:
         who = "GoatGrid"
-        layout = tuple(self.layout) if isinstance(self.layout, (tuple, list)) else None
-        if layout is None or len(layout) != 2 or not all(is_int(v) for v in layout):
-            raise ConfigError(f"{who}: layout must be (cols, rows) integers, got {self.layout!r}")
-        if layout[0] < 1 or layout[1] < 1:
-            raise ConfigError(f"{who}: the house needs at least 1 room; layout (cols, rows) = {layout}")
-        object.__setattr__(self, "layout", (int(layout[0]), int(layout[1])))
-        for name, low in (("room_size", 3), ("n_objects", 1), ("min_subgoals", 1), ("max_subgoals", 1),
-                          ("subgoal_budget", 1), ("obs_tile_size", 1)):
+        check_house_fields(self, who)
+        for name, low in (("room_size", 3), ("obs_tile_size", 1)):
             value = getattr(self, name)
             if not is_int(value) or value < low:
                 raise ConfigError(f"{who}: {name} must be an integer >= {low}, got {value!r}")
             object.__setattr__(self, name, int(value))
-        if self.max_subgoals < self.min_subgoals:
-            raise ConfigError(
-                f"{who}: need min_subgoals <= max_subgoals, got {self.min_subgoals} > {self.max_subgoals}"
-            )
         if self.n_objects > self.max_objects:
             raise ConfigError(
                 f"{who}: {self.n_objects} objects do not fit in {self.n_rooms} room(s) of "
                 f"{self.room_size}x{self.room_size}: at most {self.max_objects} (a third of the cells "
                 "that can hold an object, so the house stays navigable)"
             )
-        object.__setattr__(self, "categories", _names(self.categories, CATEGORIES, "categories"))
-        object.__setattr__(self, "colors", _names(self.colors, tuple(COLOR_NAMES), "colors"))
-        object.__setattr__(self, "modalities", _names(self.modalities, MODALITIES, "modalities"))
         if self.obs_mode not in ("symbolic", "rgb"):
             raise ConfigError(f"{who}: obs_mode must be 'symbolic' or 'rgb', got {self.obs_mode!r}")
         shape = tuple(self.goal_image_shape) if isinstance(self.goal_image_shape, (tuple, list)) else ()
@@ -286,11 +273,6 @@ class GoatGridConfig:
             if not isinstance(p, (int, float, np.integer, np.floating)) or not 0.0 <= p <= 1.0:
                 raise ConfigError(f"{who}: {name} must be a probability in [0, 1], got {p!r}")
             object.__setattr__(self, name, float(p))
-        for name in ("success_reward", "step_penalty", "shaping"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
-                raise ConfigError(f"{who}: {name} must be a finite number, got {v!r}")
-            object.__setattr__(self, name, float(v))
 
     @property
     def n_rooms(self) -> int:
@@ -316,16 +298,42 @@ class GoatGridConfig:
         return self.goal_image_shape[0] // AGENT_VIEW_SIZE
 
 
-def _names(value: Any, valid: tuple[str, ...], what: str) -> tuple[str, ...]:
+def check_house_fields(cfg: Any, who: str) -> None:
+    """Check and normalise, on a frozen config dataclass, the fields GoatGrid and GoatWorld share:
+    ``layout``, ``n_objects``, ``min_subgoals`` / ``max_subgoals`` / ``subgoal_budget``,
+    ``categories`` / ``colors`` / ``modalities`` and the rewards. Bad values: ConfigError."""
+    layout = tuple(cfg.layout) if isinstance(cfg.layout, (tuple, list)) else None
+    if layout is None or len(layout) != 2 or not all(is_int(v) for v in layout):
+        raise ConfigError(f"{who}: layout must be (cols, rows) integers, got {cfg.layout!r}")
+    if layout[0] < 1 or layout[1] < 1:
+        raise ConfigError(f"{who}: the house needs at least 1 room; layout (cols, rows) = {layout}")
+    object.__setattr__(cfg, "layout", (int(layout[0]), int(layout[1])))
+    for name in ("n_objects", "min_subgoals", "max_subgoals", "subgoal_budget"):
+        value = getattr(cfg, name)
+        if not is_int(value) or value < 1:
+            raise ConfigError(f"{who}: {name} must be an integer >= 1, got {value!r}")
+        object.__setattr__(cfg, name, int(value))
+    if cfg.max_subgoals < cfg.min_subgoals:
+        raise ConfigError(f"{who}: need min_subgoals <= max_subgoals, got {cfg.min_subgoals} > {cfg.max_subgoals}")
+    for name, valid in (("categories", CATEGORIES), ("colors", tuple(COLOR_NAMES)), ("modalities", MODALITIES)):
+        object.__setattr__(cfg, name, _names(getattr(cfg, name), valid, name, who))
+    for name in ("success_reward", "step_penalty", "shaping"):
+        v = getattr(cfg, name)
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
+            raise ConfigError(f"{who}: {name} must be a finite number, got {v!r}")
+        object.__setattr__(cfg, name, float(v))
+
+
+def _names(value: Any, valid: tuple[str, ...], what: str, who: str) -> tuple[str, ...]:
     """A non-empty tuple of distinct names from ``valid`` (a bare string means one name)."""
     names = (value,) if isinstance(value, str) else value
     if not isinstance(names, (tuple, list)) or not names:
-        raise ConfigError(f"GoatGrid: {what} must be a non-empty list drawn from {list(valid)}, got {value!r}")
+        raise ConfigError(f"{who}: {what} must be a non-empty list drawn from {list(valid)}, got {value!r}")
     unknown = [n for n in names if n not in valid]
     if unknown:
-        raise ConfigError(f"GoatGrid: unknown {what} {unknown}; valid: {list(valid)}")
+        raise ConfigError(f"{who}: unknown {what} {unknown}; valid: {list(valid)}")
     if len(set(names)) != len(names):
-        raise ConfigError(f"GoatGrid: {what} has duplicates: {list(names)}")
+        raise ConfigError(f"{who}: {what} has duplicates: {list(names)}")
     return tuple(names)
 
 

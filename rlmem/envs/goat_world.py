@@ -162,6 +162,7 @@ from rlmem.envs.goat_grid import (
     STOP,
     VOCAB,
     GoalSpec,
+    check_house_fields,
     tokenize,
 )
 from rlmem.errors import ConfigError, RunError
@@ -269,22 +270,12 @@ class GoatWorldConfig:
 
     def __post_init__(self) -> None:
         who = "GoatWorld"
-        layout = tuple(self.layout) if isinstance(self.layout, (tuple, list)) else None
-        if layout is None or len(layout) != 2 or not all(is_int(v) for v in layout):
-            raise ConfigError(f"{who}: layout must be (cols, rows) integers, got {self.layout!r}")
-        if layout[0] < 1 or layout[1] < 1:
-            raise ConfigError(f"{who}: the house needs at least 1 room; layout (cols, rows) = {layout}")
-        object.__setattr__(self, "layout", (int(layout[0]), int(layout[1])))
-        for name, low in (("n_objects", 1), ("min_subgoals", 1), ("max_subgoals", 1), ("subgoal_budget", 1),
-                          ("obs_width", 8), ("obs_height", 8)):
+        check_house_fields(self, who)
+        for name in ("obs_width", "obs_height"):
             value = getattr(self, name)
-            if not is_int(value) or value < low:
-                raise ConfigError(f"{who}: {name} must be an integer >= {low}, got {value!r}")
+            if not is_int(value) or value < 8:
+                raise ConfigError(f"{who}: {name} must be an integer >= 8, got {value!r}")
             object.__setattr__(self, name, int(value))
-        if self.max_subgoals < self.min_subgoals:
-            raise ConfigError(
-                f"{who}: need min_subgoals <= max_subgoals, got {self.min_subgoals} > {self.max_subgoals}"
-            )
         t = self.turn_degrees
         if not is_int(t) or not 0 < t < 180 or 360 % t:
             raise ConfigError(f"{who}: turn_degrees must be an integer below 180 that divides 360, got {t!r}")
@@ -317,14 +308,6 @@ class GoatWorldConfig:
                 f"{self.room_size:g} m: at most {self.max_objects} (one per 3 square metres, so the "
                 "house stays navigable)"
             )
-        object.__setattr__(self, "categories", _names(self.categories, CATEGORIES, "categories"))
-        object.__setattr__(self, "colors", _names(self.colors, tuple(COLOR_NAMES), "colors"))
-        object.__setattr__(self, "modalities", _names(self.modalities, MODALITIES, "modalities"))
-        for name in ("success_reward", "step_penalty", "shaping"):
-            v = getattr(self, name)
-            if not _number(v) or not np.isfinite(v):
-                raise ConfigError(f"{who}: {name} must be a finite number, got {v!r}")
-            object.__setattr__(self, name, float(v))
 
     @property
     def n_rooms(self) -> int:
@@ -341,19 +324,6 @@ class GoatWorldConfig:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (self.obs_height, self.obs_width, 3)
-
-
-def _names(value: Any, valid: tuple[str, ...], what: str) -> tuple[str, ...]:
-    """A non-empty tuple of distinct names from ``valid`` (a bare string means one name)."""
-    names = (value,) if isinstance(value, str) else value
-    if not isinstance(names, (tuple, list)) or not names:
-        raise ConfigError(f"GoatWorld: {what} must be a non-empty list drawn from {list(valid)}, got {value!r}")
-    unknown = [n for n in names if n not in valid]
-    if unknown:
-        raise ConfigError(f"GoatWorld: unknown {what} {unknown}; valid: {list(valid)}")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"GoatWorld: {what} has duplicates: {list(names)}")
-    return tuple(names)
 
 
 # --------------------------------------------------------------------------- records
