@@ -1032,25 +1032,16 @@ class GoatGrid(MiniGridEnv):
         return self._oracle
 
 
-class GoatOracle:
-    """Privileged view of a :class:`GoatGrid`: what a memory must *not* read.
+class SubgoalOracle:
+    """Privileged view of a lifelong goal env (GoatGrid, GoatWorld): what a memory must *not*
+    read -- instance ids and each subgoal's target. Read from the env on access: always current."""
 
-    Everything is recomputed from the env on access, so it is always current.
-    """
-
-    def __init__(self, env: GoatGrid):
+    def __init__(self, env: Any):
         self._env = env
 
     @property
-    def instances(self) -> tuple[ObjectInstance, ...]:
+    def instances(self) -> tuple:
         return tuple(self._env._instances)
-
-    @property
-    def doors(self) -> tuple[DoorRecord, ...]:
-        return tuple(rec for _, rec in self._env._doors)
-
-    def door_is_open(self, pos: tuple[int, int]) -> bool:
-        return bool(self._env.grid.get(*pos).is_open)
 
     @property
     def n_subgoals(self) -> int:
@@ -1064,8 +1055,8 @@ class GoatOracle:
         """Every instance whose ``stop`` succeeds for subgoal ``k`` (default: current)."""
         return self._sub(k).goal_ids
 
-    def goal_viewpoint(self, k: int | None = None) -> tuple[int, int, int] | None:
-        """Pose ``(x, y, direction)`` the goal image of subgoal ``k`` was rendered from."""
+    def goal_viewpoint(self, k: int | None = None):
+        """Pose the goal image of subgoal ``k`` was rendered from (None: not an image goal)."""
         return self._sub(k).viewpoint
 
     def modality(self, k: int | None = None) -> str:
@@ -1073,6 +1064,22 @@ class GoatOracle:
 
     def text(self, k: int | None = None) -> str:
         return self._sub(k).text
+
+    def _sub(self, k: int | None):
+        if not self._env._subgoals:
+            raise ResetNeeded(f"{type(self._env).__name__}: call reset() before using the oracle")
+        return self._env._subgoals[self._env._k if k is None else k]
+
+
+class GoatOracle(SubgoalOracle):
+    """:class:`SubgoalOracle` of a :class:`GoatGrid`, plus doors, shortest plans and the grid."""
+
+    @property
+    def doors(self) -> tuple[DoorRecord, ...]:
+        return tuple(rec for _, rec in self._env._doors)
+
+    def door_is_open(self, pos: tuple[int, int]) -> bool:
+        return bool(self._env.grid.get(*pos).is_open)
 
     @property
     def shortest(self) -> int:
@@ -1097,10 +1104,6 @@ class GoatOracle:
             raise RunError("GoatGrid oracle: the current goal is unreachable")
         return plan
 
-    def _sub(self, k: int | None) -> _Subgoal:
-        if not self._env._subgoals:
-            raise ResetNeeded("GoatGrid: call reset() before using the oracle")
-        return self._env._subgoals[self._env._k if k is None else k]
 
 
 class OracleAgent:

@@ -162,6 +162,7 @@ from rlmem.envs.goat_grid import (
     STOP,
     VOCAB,
     GoalSpec,
+    SubgoalOracle,
     check_house_fields,
     tokenize,
 )
@@ -1286,15 +1287,9 @@ class GoatWorld(gym.Env):
         return self._oracle
 
 
-class GoatWorldOracle:
-    """Privileged view of a :class:`GoatWorld`: what a memory must *not* read (always current)."""
-
-    def __init__(self, env: GoatWorld):
-        self._env = env
-
-    @property
-    def instances(self) -> tuple[WorldInstance, ...]:
-        return tuple(self._env._instances)
+class GoatWorldOracle(SubgoalOracle):
+    """:class:`~rlmem.envs.goat_grid.SubgoalOracle` of a :class:`GoatWorld` (goal viewpoints are
+    ``(x, z, yaw)``), plus doors, the navigation grid and geodesics."""
 
     @property
     def doors(self) -> tuple[WorldDoor, ...]:
@@ -1304,27 +1299,6 @@ class GoatWorldOracle:
     def nav(self) -> NavGrid:
         """The episode's navigation grid."""
         return self._env._nav
-
-    @property
-    def n_subgoals(self) -> int:
-        return len(self._env._subgoals)
-
-    def target_id(self, k: int | None = None) -> int:
-        return self._sub(k).target
-
-    def goal_ids(self, k: int | None = None) -> tuple[int, ...]:
-        """Every instance whose ``stop`` succeeds for subgoal ``k`` (default: current)."""
-        return self._sub(k).goal_ids
-
-    def goal_viewpoint(self, k: int | None = None) -> tuple[float, float, float] | None:
-        """Pose ``(x, z, yaw)`` the goal image of subgoal ``k`` was rendered from."""
-        return self._sub(k).viewpoint
-
-    def modality(self, k: int | None = None) -> str:
-        return self._sub(k).modality
-
-    def text(self, k: int | None = None) -> str:
-        return self._sub(k).text
 
     @property
     def shortest(self) -> float:
@@ -1359,10 +1333,6 @@ class GoatWorldOracle:
             yaw = math.atan2(-(inst.pos[1] - z), inst.pos[0] - x)
         return env._satisfies(inst, x, z, yaw)
 
-    def _sub(self, k: int | None) -> _Subgoal:
-        if not self._env._subgoals:
-            raise ResetNeeded("GoatWorld: call reset() before using the oracle")
-        return self._env._subgoals[self._env._k if k is None else k]
 
 
 class OracleAgent:
