@@ -30,7 +30,7 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from rlmem.envs._vec import RawWords, SubEnvRNGs, check_state_keys, is_int, reset_plan
+from rlmem.envs._vec import RawWords, SubEnvRNGs, add_final, check_state_keys, is_int, reset_plan
 from rlmem.envs.tmaze import rng_from_array, rng_state_to_array
 from rlmem.errors import ConfigError
 
@@ -766,18 +766,7 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         info: dict[str, Any] = {}
         done_idx = done.nonzero()[0]
         if len(done_idx):
-            final_rows = obs[done_idx]
-            final_obs = np.full(self.num_envs, None, dtype=object)
-            for j, i in enumerate(done_idx.tolist()):
-                final_obs[i] = final_rows[j]
-            info["final_obs"], info["_final_obs"] = final_obs, done
-            info["final_info"] = {
-                "cue": cue & done,
-                "_cue": done.copy(),
-                "success": success,
-                "_success": done.copy(),
-            }
-            info["_final_info"] = done.copy()
+            add_final(info, obs, done, {"cue": cue, "success": success})
             self._restart(done_idx)
             obs[done_idx] = self._observe(done_idx)
             cue = cue | done

@@ -29,7 +29,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from rlmem.envs._vec import check_state_keys, reset_plan
+from rlmem.envs._vec import add_final, check_state_keys, reset_plan
 from rlmem.errors import ConfigError
 
 __all__ = [
@@ -650,18 +650,7 @@ class EndlessTMazeVec(VectorEnv):
         info: dict[str, Any] = {}
         done_idx = done.nonzero()[0]
         if len(done_idx):
-            final_rows = obs[done_idx]  # a copy: obs rows are overwritten by the autoreset below
-            final_obs = np.full(self.num_envs, None, dtype=object)
-            for j, i in enumerate(done_idx.tolist()):
-                final_obs[i] = final_rows[j]
-            info["final_obs"], info["_final_obs"] = final_obs, done
-            info["final_info"] = {
-                "cue": (x == 0) & done,
-                "_cue": done.copy(),
-                "success": success,
-                "_success": done.copy(),
-            }
-            info["_final_info"] = done.copy()
+            add_final(info, obs, done, {"cue": x == 0, "success": success})  # copies obs rows before the autoreset
             self._restart(done_idx)
             obs[done_idx] = self._obs_table.take(self._cue[done_idx], axis=0)  # x = 0
         info["cue"], info["_cue"] = x == 0, self._all_true.copy()
