@@ -82,6 +82,13 @@ class ActorCritic(nn.Module):
             state = {"pi": s_pi, "vf": s_vf}
         return PolicyOut(self.actor(h), self.critic(h_vf).squeeze(-1), h), state
 
+    def replay(self, obs: Obs, state: State, start: Tensor) -> PolicyOut:
+        """``forward``'s output without the final state (PPO's update replays chunks and
+        discards it; some memories then skip work, see :meth:`Memory.replay`)."""
+        h = self.pi_trunk.replay(obs, state if self.vf_trunk is None else state["pi"], start)
+        h_vf = h if self.vf_trunk is None else self.vf_trunk.replay(obs, state["vf"], start)
+        return PolicyOut(self.actor(h), self.critic(h_vf).squeeze(-1), h)
+
     # ------------------------------------------------------------------ actions
     def distribution(self, params: Tensor) -> Distribution:
         if self.discrete:
@@ -128,3 +135,6 @@ class _Trunk(nn.Module):
 
     def forward(self, obs: Obs, state: State, start: Tensor) -> tuple[Tensor, State]:
         return self.memory(self.encoder(obs), state, start)
+
+    def replay(self, obs: Obs, state: State, start: Tensor) -> Tensor:
+        return self.memory.replay(self.encoder(obs), state, start)

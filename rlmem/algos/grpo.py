@@ -223,7 +223,7 @@ def train(
         ref_logp = None
         if reference is not None:
             with torch.no_grad():
-                out, _ = reference(batch.obs, initial, start)
+                out = reference.replay(batch.obs, initial, start)
                 ref_logp, _ = reference.log_prob_entropy(out.params, batch.actions)
 
         # ------------------------------------------------------------ 3. update: whole-episode BPTT
@@ -231,7 +231,7 @@ def train(
         for epoch in range(g.update_epochs):
             for mb in env_minibatches(N, g.num_minibatches):
                 mb = mb.to(device)
-                out, _ = policy(index_envs(batch.obs, mb), index_state(initial, mb), start[:, mb])
+                out = policy.replay(index_envs(batch.obs, mb), index_state(initial, mb), start[:, mb])
                 new_logp, entropy = policy.log_prob_entropy(out.params, batch.actions[:, mb])
                 valid = batch.valid[:, mb]
                 new_logp = new_logp[valid]  # [steps]: the mean below is over valid steps only

@@ -146,7 +146,7 @@ def train(
         for epoch in range(p.update_epochs):
             for mb in env_minibatches(B, p.num_minibatches):
                 mb = mb.to(device)
-                out, _ = policy(index_envs(obs_buf, mb), index_state(chunk_state, mb), start_buf[:, mb])
+                out = policy.replay(index_envs(obs_buf, mb), index_state(chunk_state, mb), start_buf[:, mb])
                 new_logp, entropy = policy.log_prob_entropy(out.params, act_buf[:, mb])
                 mb_adv = normalize(advantages[:, mb]) if p.norm_adv else advantages[:, mb]
                 loss, stats = ppo_loss(

@@ -15,7 +15,8 @@ Where ``start[t, b]`` is true the memory of env ``b`` is reset to its initial va
 *before* step ``t`` is read, so no information crosses an episode boundary. A single
 environment step is a call with ``T = 1``. Every memory must satisfy the invariant that
 one call over ``T`` steps equals ``T`` one-step calls threading the state (tested for
-every registered memory in ``tests/test_memory.py``).
+every registered memory in ``tests/test_memory.py``). ``memory.replay(x, state, start)``
+returns ``y`` alone, for training passes that discard the final state.
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ class Memory(nn.Module):
     def forward(self, x: Tensor, state: State, start: Tensor) -> tuple[Tensor, State]:
         """Read ``x`` [T, B, in_dim] from ``state``; reset where ``start`` [T, B] is true."""
         raise NotImplementedError
+
+    def replay(self, x: Tensor, state: State, start: Tensor) -> Tensor:
+        """``forward``'s ``y`` alone, for training replays that discard the final state.
+
+        Memories whose final state costs extra work may skip it here (``lstm`` on CPU);
+        the output must equal ``forward``'s (tested for every memory).
+        """
+        return self(x, state, start)[0]
 
 
 # --------------------------------------------------------------------------- state trees
