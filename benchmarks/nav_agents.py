@@ -27,8 +27,10 @@ time; one that must explore often does not); and 40 steps with every door open
 subgoals: doors the agent opened stay open, so later subgoals are easier even for an agent
 without memory.
 
-A learned GRU agent belongs in the same table; it needs a trained run (``rlmem train --env
-rlmem/GoatGrid-v0 --agent agents/gru-nav.toml``), evaluated with ``rlmem eval``.
+Learned agents join the same table with ``--runs NAME=RUN_DIR`` (PPO / GRPO run folders, e.g.
+from ``rlmem train --env rlmem/GoatGrid-v0 --env-kwargs 'subgoal_budget = 40, closed_door_prob =
+0.0' --agent agents/gru-nav.toml``): the newest checkpoint plays the same seeds greedily, one
+episode at a time, and is held to the memory agents' claim (later > first).
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ from rlmem.algos.modular import EpisodeResult, evaluate_agent, make_agent  # noq
 from rlmem.config import parse_inline_table  # noqa: E402
 from rlmem.envs.goat_grid import MODALITIES, OracleAgent  # noqa: E402
 from rlmem.envs.vector import make_env  # noqa: E402
-from rlmem.evaluate import EVAL_SEED_OFFSET  # noqa: E402
+from rlmem.agents.obs import to_tensor, unsqueeze  # noqa: E402
+from rlmem.evaluate import EVAL_SEED_OFFSET, load_policy  # noqa: E402
+from rlmem.runs import Run  # noqa: E402
 
 AGENTS = {"goat-modular": "semantic_map", "smg": "spatial_graph", "memoryless": "memoryless"}
 DEFAULT_SETTINGS = ["", "subgoal_budget = 40", "subgoal_budget = 40, closed_door_prob = 0.0"]
@@ -68,6 +72,28 @@ def play_oracle(env_id: str, env_kwargs: dict, episodes: int, seed: int) -> list
             _, r, term, _, info = env.step(oracle.act(env))
             total, steps = total + r, steps + 1
             if term:
+                break
+        out.append(EpisodeResult(seed + i, info["success"], total, steps, info["subgoal_successes"],
+                                 info["subgoal_spls"], info["subgoal_modalities"]))
+    env.close()
+    return out
+
+
+def play_learned(run_dir: str, env_id: str, env_kwargs: dict, episodes: int, seed: int) -> list[EpisodeResult]:
+    """A trained PPO/GRPO run's newest checkpoint, greedy, on the same seeds as the other agents."""
+    policy, _ = load_policy(Run.open(run_dir))
+    env, out = make_env(env_id, env_kwargs), []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        state, start, total, steps = policy.initial_state(1), True, 0.0, 0
+        while True:
+            batch = {k: np.asarray(v)[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
+            with torch.no_grad():
+                pout, state = policy(unsqueeze(to_tensor(batch)), state, torch.tensor([[start]]))
+                action, _ = policy.sample(pout.params[0], deterministic=True)
+            obs, r, term, trunc, info = env.step(policy.env_action(action)[0])
+            total, steps, start = total + r, steps + 1, False
+            if term or trunc:
                 break
         out.append(EpisodeResult(seed + i, info["success"], total, steps, info["subgoal_successes"],
                                  info["subgoal_spls"], info["subgoal_modalities"]))
@@ -115,7 +141,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=EVAL_SEED_OFFSET, help="episode i is reset with seed + i")
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, help="env kwargs per setting (TOML inline body)")
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
+    parser.add_argument("--runs", nargs="*", default=[], metavar="NAME=RUN_DIR",
+                        help="learned agents: trained PPO/GRPO run folders, played on the same seeds")
     args = parser.parse_args()
+    runs = dict(r.split("=", 1) for r in args.runs)
     torch.set_num_threads(1)
 
     for setting in args.settings:
@@ -136,6 +165,10 @@ def main() -> None:
                          f" of {stats['relocalizations']}, odometry fallbacks {stats['odometry_fallback']},"
                          f" global-map steps {stats['global_fallback']}")
             print(f"{name}: {time.perf_counter() - t0:.0f}s, {stats.get('steps', 0)} steps{extra}")
+        for name, run_dir in runs.items():
+            t0 = time.perf_counter()
+            results[name] = play_learned(run_dir, args.env, kwargs, args.episodes, args.seed)
+            print(f"{name}: {time.perf_counter() - t0:.0f}s, {sum(r.length for r in results[name])} steps (learned, {run_dir})")
         results["oracle"] = play_oracle(args.env, kwargs, args.episodes, args.seed)
         names = list(results)
         idx_counts = {k: len(v) for k, v in per_index(results[names[0]], "success").items()}
@@ -148,9 +181,9 @@ def main() -> None:
             print("\n" + table(f"{what} by modality", rows, names, mod_counts))
         for what in ("success", "spl"):
             print(f"\nfirst subgoal vs later subgoals ({what}):")
-            for name in args.agents:
+            for name in [*args.agents, *runs]:
                 p1, p2, diff, half = first_vs_later(results[name], what)
-                if name in MEMORY_AGENTS:
+                if name in MEMORY_AGENTS or name in runs:
                     verdict = "later > first: claim holds" if diff > 0 else "later <= first: claim FAILS"
                 else:
                     verdict = "does not rise" if diff <= 0 else (
