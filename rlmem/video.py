@@ -22,8 +22,20 @@ the cue bar mark the steps whose observation showed a cue (``info["cue"]``). Col
 span +-max|feature| over the whole recording (the colour bar's labels), so a colour
 means the same value in every frame.
 
-The pure pieces -- :func:`memory_panel`, :func:`compose`, :func:`upscale` -- and
-:func:`record_frames` are public so that tests and notebooks can check frames without decoding a video.
+Grid navigation envs (GoatGrid: ``render()`` is already the top-down map of the house, the
+current goal's instances framed in cyan) get two more things on the left of the memory
+panel: the agent's first-person view (its partial view as RGB) and, drawn on the map, the
+path it has walked so far, one colour per subgoal (:func:`rlmem.nav_video.draw_path`).
+
+Any agent can be recorded through an :data:`Actor` (``act(obs, info, start) -> (action,
+features)``, :func:`actor_frames`): :mod:`rlmem.algos.sb3` shows RecurrentPPO's LSTM state
+that way; an actor with no features (a feed-forward policy) gets the env picture under the
+header, without a memory panel. :func:`write_video` writes any frames (or a frame stream)
+as mp4 with a GIF fallback, atomically.
+
+The pure pieces -- :func:`memory_panel`, :func:`compose`, :func:`upscale`, :func:`draw_labels`
+-- and :func:`record_frames` are public so that tests and notebooks can check frames without
+decoding a video.
 """
 
 from __future__ import annotations
@@ -32,7 +44,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -46,7 +58,19 @@ from rlmem.agents.obs import to_tensor, unsqueeze
 from rlmem.envs.vector import make_env
 from rlmem.errors import ConfigError, RlmemError
 
-__all__ = ["compose", "memory_panel", "panel_width", "record", "record_frames", "upscale"]
+__all__ = [
+    "Actor",
+    "actor_frames",
+    "compose",
+    "draw_labels",
+    "memory_panel",
+    "panel_width",
+    "policy_actor",
+    "record",
+    "record_frames",
+    "upscale",
+    "write_video",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +240,7 @@ def _panel_template(
         labels.append(((_LEFT - 4, heat_top - 1), str(g.shown[0]), _DIM_TEXT, "ra"))
         if len(g.shown) > 1:
             labels.append(((_LEFT - 4, heat_bottom - 11), str(g.shown[-1]), _DIM_TEXT, "ra"))
-    img = _draw_labels(img, labels)
+    img = draw_labels(img, labels)
     img.flags.writeable = False
     return img, g
 
@@ -302,10 +326,13 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _draw_labels(
+def draw_labels(
     img: np.ndarray, labels: Sequence[tuple[tuple[int, int], str, Any, str]], size: int = 11
 ) -> np.ndarray:
-    """Draw short text labels ``((x, y), text, colour, anchor)`` onto a copy of ``img``."""
+    """Draw short text labels ``((x, y), text, colour, anchor)`` onto a copy of ``img``.
+
+    ``img`` is ``uint8[h, w, 3]``; ``anchor`` is Pillow's two-letter text anchor (``"la"``: left,
+    ascender at ``y``). Returns a new ``uint8[h, w, 3]`` array."""
     pil = Image.fromarray(img)
     draw = ImageDraw.Draw(pil)
     font = _font(size)
@@ -321,10 +348,19 @@ def _header(lines: Sequence[str], width: int, height: int = HEADER_HEIGHT) -> np
     """``uint8[height, width, 3]`` strip with up to two lines of text."""
     img = _filled(height, width, _BACKGROUND)
     labels = [((6, 3 + 15 * i), text, _TEXT if i == 0 else _DIM_TEXT, "la") for i, text in enumerate(lines)]
-    return _draw_labels(img, labels, size=12)
+    return draw_labels(img, labels, size=12)
 
 
 # --------------------------------------------------------------------------- rollout
+
+Actor = Callable[[Any, dict, bool], tuple[Any, np.ndarray]]
+"""``act(obs, info, start) -> (env_action, features)``: one step of an agent.
+
+``obs`` and ``info`` are what the env returned (unbatched); ``start`` is true on the first
+step of an episode (the actor resets its memory there). ``features`` is ``float32[H]``, the
+memory the heatmap shows for this step (``H = 0``: the agent has none, no panel is drawn).
+An actor keeps its own recurrent state between calls.
+"""
 
 
 @dataclass
@@ -343,41 +379,70 @@ class _Episode:
     """``float64[L]``."""
     outcome: str
     """``success`` / ``failure`` / ``truncated`` / ``terminated`` / ``stopped``."""
+    nav: _NavTrace | None = None
+    """Grid navigation envs only: the agent's path and first-person views."""
+
+
+@dataclass
+class _NavTrace:
+    """Per picture (``L + 1``) of a grid navigation env (GoatGrid): where the agent was."""
+
+    cells: list[tuple[int, int]]
+    subgoals: list[int]
+    views: list[np.ndarray]
+    """``uint8[7t, 7t, 3]`` first-person views (the agent's partial view as RGB)."""
+    tile: int
+    """Pixels per grid cell of ``renders``."""
+
+
+def _nav_probe(env: Any) -> Callable[[], tuple[tuple[int, int], int, np.ndarray]] | None:
+    """For a grid navigation env (GoatGrid: ``agent_pose``, ``goal_spec``, ``egocentric_rgb`` and
+    a render ``tile_size``): a function returning ``(cell, subgoal index, first-person view)``.
+    None for every other env (no path is drawn)."""
+    base = env.unwrapped
+    if not all(hasattr(base, n) for n in ("agent_pose", "goal_spec", "egocentric_rgb")):
+        return None
+    if not isinstance(getattr(base, "tile_size", None), int):
+        return None  # not a grid (GoatWorld's top view has no fixed cell size)
+
+    def probe() -> tuple[tuple[int, int], int, np.ndarray]:
+        x, y = base.agent_pose[:2]
+        return (int(x), int(y)), int(base.goal_spec().subgoal_index), np.asarray(base.egocentric_rgb())
+
+    return probe
 
 
 def _rollout(
-    policy: torch.nn.Module,
+    act: Actor,
     env: Any,
     seed: int,
-    deterministic: bool,
-    state: Any,
     max_steps: int,
     action_names: Sequence[str] | None,
-) -> tuple[_Episode, Any]:
-    """One episode, stepping the policy with T = B = 1 exactly as the training loop does.
-
-    ``state`` is threaded in and out; the ``start`` flag of the first step (not a fresh
-    state) resets the memory, as in training.
-    """
-    device = next(policy.parameters()).device
+) -> _Episode:
+    """One episode of ``act`` in ``env`` reset with ``seed`` (T = B = 1, as in training)."""
     obs, info = env.reset(seed=seed)
+    probe = _nav_probe(env)
+    trace = _NavTrace([], [], [], int(env.unwrapped.tile_size)) if probe is not None else None
+
+    def look() -> None:
+        if trace is not None:
+            cell, subgoal, view = probe()
+            trace.cells.append(cell)
+            trace.subgoals.append(subgoal)
+            trace.views.append(view)
+
     renders, features, cues, actions, rewards = [_render(env)], [], [], [], []
+    look()
     outcome = "stopped"
     for t in range(max_steps):
-        with torch.no_grad():
-            out, state = policy(
-                unsqueeze(to_tensor(obs, device), 2),
-                state,
-                torch.tensor([[t == 0]], device=device),
-            )
-            action, _ = policy.sample(out.params[0], deterministic=deterministic)
-        features.append(out.features[0, 0].float().cpu().numpy())
+        env_action, feature = act(obs, info, t == 0)
+        features.append(np.asarray(feature, dtype=np.float32).reshape(-1))
         cues.append(bool(info.get("cue", False)))
-        env_action = policy.env_action(action)[0]
         actions.append(_format_action(env_action, action_names))
         obs, reward, terminated, truncated, info = env.step(env_action)
         rewards.append(float(reward))
         renders.append(_render(env))
+        look()
         if terminated or truncated:
             if "success" in info:
                 outcome = "success" if info["success"] else "failure"
@@ -385,15 +450,35 @@ def _rollout(
                 outcome = "terminated" if terminated else "truncated"
             break
     width = features[0].shape[0] if features else 0
-    episode = _Episode(
+    return _Episode(
         renders=renders,
         features=np.asarray(features, dtype=np.float32).reshape(len(features), width),
         cue=np.asarray(cues, dtype=bool),
         actions=actions,
         rewards=np.asarray(rewards, dtype=np.float64),
         outcome=outcome,
+        nav=trace,
     )
-    return episode, state
+
+
+def policy_actor(policy: torch.nn.Module, deterministic: bool = True) -> Actor:
+    """An :data:`Actor` stepping an rlmem policy with T = B = 1 exactly as the training loop does.
+
+    The memory state is threaded from call to call; the ``start`` flag (not a fresh state)
+    resets it at an episode's first step, as in training. Sampling (``deterministic=False``)
+    draws from torch's global RNG.
+    """
+    device = next(policy.parameters()).device
+    state = policy.initial_state(1, device)
+
+    def act(obs: Any, info: dict, start: bool) -> tuple[Any, np.ndarray]:
+        nonlocal state
+        with torch.no_grad():
+            out, state = policy(unsqueeze(to_tensor(obs, device), 2), state, torch.tensor([[start]], device=device))
+            action, _ = policy.sample(out.params[0], deterministic=deterministic)
+        return policy.env_action(action)[0], out.features[0, 0].float().cpu().numpy()
+
+    return act
 
 
 def _render(env: Any) -> np.ndarray:
@@ -422,6 +507,15 @@ def _action_names(env: Any) -> Sequence[str] | None:
         return None
 
 
+def _check_counts(episodes: int, window: int, max_steps: int) -> None:
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ConfigError(f"episodes must be a positive integer, got {episodes!r}")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ConfigError(f"window must be a positive integer, got {window!r}")
+    if max_steps < 1:
+        raise ConfigError(f"max_steps must be positive, got {max_steps}")
+
+
 def record_frames(
     policy: torch.nn.Module,
     env_id: str,
@@ -444,52 +538,80 @@ def record_frames(
         episode of ``L`` steps gives ``L + 1`` frames (see the module docstring).
         ``returns``: the undiscounted return of each episode.
     """
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ConfigError(f"episodes must be a positive integer, got {episodes!r}")
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ConfigError(f"window must be a positive integer, got {window!r}")
-    if max_steps < 1:
-        raise ConfigError(f"max_steps must be positive, got {max_steps}")
-
+    _check_counts(episodes, window, max_steps)
     env = make_env(env_id, env_kwargs, render_mode="rgb_array")
     try:
         _check_spaces(policy, env, env_id)
-        names = _action_names(env)
         device = next(policy.parameters()).device
         # Sampling draws from torch's global RNG: fork it so a recording is reproducible
         # and leaves the caller's RNG untouched.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            state = policy.initial_state(1, device)
-            recorded = []
-            for k in range(episodes):
-                episode, state = _rollout(policy, env, seed + k, deterministic, state, max_steps, names)
-                recorded.append(episode)
+            act = policy_actor(policy, deterministic)
+            recorded = _record_episodes(act, env, episodes, seed, max_steps)
     finally:
         env.close()
+    return _draw_episodes(recorded, window, "memory"), [float(e.rewards.sum()) for e in recorded]
 
+
+def actor_frames(
+    act: Actor,
+    env_id: str,
+    env_kwargs: dict[str, Any] | None = None,
+    episodes: int = 1,
+    seed: int = 0,
+    window: int = 48,
+    max_steps: int = 10_000,
+    memory_name: str = "memory",
+) -> tuple[list[np.ndarray], list[float]]:
+    """:func:`record_frames` for any :data:`Actor` (e.g. a Stable-Baselines3 model).
+
+    The heatmap shows the actor's ``features`` (labelled ``memory_name`` in the header); an
+    actor whose features are empty (``H = 0``) gets no memory panel: each frame is the env
+    picture under the header. Same frames and returns convention as :func:`record_frames`;
+    the actor draws its own random numbers, if any.
+    """
+    _check_counts(episodes, window, max_steps)
+    env = make_env(env_id, env_kwargs, render_mode="rgb_array")
+    try:
+        recorded = _record_episodes(act, env, episodes, seed, max_steps)
+    finally:
+        env.close()
+    return _draw_episodes(recorded, window, memory_name), [float(e.rewards.sum()) for e in recorded]
+
+
+def _record_episodes(act: Actor, env: Any, episodes: int, seed: int, max_steps: int) -> list[_Episode]:
+    names = _action_names(env)
+    return [_rollout(act, env, seed + k, max_steps, names) for k in range(episodes)]
+
+
+def _draw_episodes(recorded: list[_Episode], window: int, memory_name: str) -> list[np.ndarray]:
     # One colour scale for the whole video, so a colour means the same value in every frame.
     peak = max((float(np.abs(e.features).max()) for e in recorded if e.features.size), default=0.0)
     scale = peak if math.isfinite(peak) and peak > 1e-6 else 1.0
     frames = []
     for k, episode in enumerate(recorded):
-        frames += _episode_frames(episode, f"episode {k + 1}/{episodes}", window, scale)
-    return frames, [float(e.rewards.sum()) for e in recorded]
+        frames += _episode_frames(episode, f"episode {k + 1}/{len(recorded)}", window, scale, memory_name)
+    return frames
 
 
-def _episode_frames(ep: _Episode, title: str, window: int, scale: float) -> list[np.ndarray]:
+def _episode_frames(ep: _Episode, title: str, window: int, scale: float, memory_name: str = "memory") -> list[np.ndarray]:
     """The ``L + 1`` frames of one recorded episode (see the module docstring)."""
     n_steps, n_units = len(ep.rewards), ep.features.shape[1]
     width = panel_width(window)
     frames = []
     for t in range(n_steps + 1):
-        picture = upscale(ep.renders[t])
-        height = max(picture.shape[0] - HEADER_HEIGHT, 128)
-        n_shown = len(_panel_template(height, width, window, scale, n_units, MAX_UNIT_ROWS)[1].shown)
-        units = f"memory {n_units} units" + (f" ({n_shown} shown)" if n_shown < n_units else "")
-        seen = min(t + 1, n_steps)  # steps whose features exist on this frame
+        picture = _picture(ep, t)
         returned = ep.rewards[:t].sum()  # rewards of the steps before this observation
         status = f"action {ep.actions[t]}" if t < n_steps else f"end: {ep.outcome}"
+        if n_units == 0:  # nothing to show of the memory: the header over the picture
+            header = _header([f"{title}   step {t}   return {returned:+.2f}", status], max(picture.shape[1], width))
+            frames.append(_stack(header, picture))
+            continue
+        height = max(picture.shape[0] - HEADER_HEIGHT, 128)
+        n_shown = len(_panel_template(height, width, window, scale, n_units, MAX_UNIT_ROWS)[1].shown)
+        units = f"{memory_name} {n_units} units" + (f" ({n_shown} shown)" if n_shown < n_units else "")
+        seen = min(t + 1, n_steps)  # steps whose features exist on this frame
         header = _header([f"{title}   step {t}   return {returned:+.2f}", f"{status}   {units}"], width)
         memory = memory_panel(
             ep.features[max(0, seen - window) : seen],
@@ -501,6 +623,29 @@ def _episode_frames(ep: _Episode, title: str, window: int, scale: float) -> list
         )
         frames.append(compose(picture, np.concatenate([header, memory], axis=0)))
     return frames
+
+
+def _picture(ep: _Episode, t: int) -> np.ndarray:
+    """The env picture of frame ``t``, upscaled; for grid navigation envs with the agent's
+    path so far drawn on it and its first-person view on the left."""
+    picture = upscale(ep.renders[t])
+    if ep.nav is None:
+        return picture
+    from rlmem.nav_video import draw_path  # nav_video builds on this module
+
+    cell_px = ep.nav.tile * picture.shape[0] / _as_rgb(ep.renders[t]).shape[0]
+    picture = draw_path(picture, ep.nav.cells[: t + 1], cell_px, ep.nav.subgoals[: t + 1])
+    view = upscale(ep.nav.views[t], picture.shape[0])
+    return compose(view, picture)
+
+
+def _stack(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    """``top`` above ``bottom``, left-aligned, padded with the background colour to even sizes."""
+    width, height = max(top.shape[1], bottom.shape[1]), top.shape[0] + bottom.shape[0]
+    out = _filled(height + height % 2, width + width % 2, _BACKGROUND)
+    out[: top.shape[0], : top.shape[1]] = top
+    out[top.shape[0] :, : bottom.shape[1]] = bottom
+    return out
 
 
 def _check_spaces(policy: torch.nn.Module, env: Any, env_id: str) -> None:
@@ -536,28 +681,56 @@ def record(
 
     Returns the path written.
     """
+    _check_video_args(fps, name)
+    frames, _ = record_frames(policy, env_id, env_kwargs, episodes, seed, deterministic, window)
+    return write_video(frames, out, name, fps)
+
+
+def _check_video_args(fps: float, name: str) -> None:
     if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0):
         raise ConfigError(f"fps must be a positive number, got {fps!r}")
     if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\", os.sep)):
         raise ConfigError(f"video name must be a plain file name without folders, got {name!r}")
-    frames, _ = record_frames(policy, env_id, env_kwargs, episodes, seed, deterministic, window)
+
+
+def write_video(
+    frames: Sequence[np.ndarray] | Callable[[], Iterable[np.ndarray]],
+    out: str | Path,
+    name: str,
+    fps: float,
+) -> Path:
+    """Write ``out/<name>.mp4`` (H.264), or ``out/<name>.gif`` if that fails; returns the path.
+
+    ``frames`` are ``uint8[H, W, 3]`` arrays of one size with H and W even (see :func:`compose`),
+    or a function returning a fresh iterable of them each time it is called: the mp4 is then
+    written as the frames are made, never holding a long video in memory (the GIF fallback,
+    called again, collects them). ``out`` is created if needed; the file appears atomically
+    (written under a temporary name beside it, then renamed), so an interrupted recording
+    leaves any previous video of that name intact and no partial file.
+    """
+    _check_video_args(fps, name)
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RlmemError(f"cannot create the video folder {out}: {e}") from None
+    make = frames if callable(frames) else (lambda: frames)
 
     mp4 = out / f"{name}.mp4"
     try:
-        _write_atomic(mp4, lambda tmp: _write_mp4(tmp, frames, fps))
+        _write_atomic(mp4, lambda tmp: _write_mp4(tmp, make(), fps))
         return mp4
     except (ImportError, RuntimeError, OSError, ValueError) as e:
+        if isinstance(e, RlmemError):
+            raise  # the frames could not be made: not a writer problem
         logger.info("writing %s failed (%s: %s); writing a GIF instead", mp4, type(e).__name__, e)
 
     gif = out / f"{name}.gif"
     try:
-        _write_atomic(gif, lambda tmp: _write_gif(tmp, frames, fps))
+        _write_atomic(gif, lambda tmp: _write_gif(tmp, list(make()), fps))
     except (ImportError, RuntimeError, OSError, ValueError) as e:
+        if isinstance(e, RlmemError):
+            raise
         raise RlmemError(f"could not write a video to {out}: neither mp4 nor gif worked ({e})") from None
     return gif
 

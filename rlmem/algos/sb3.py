@@ -40,6 +40,10 @@ SyncVectorEnv) restart their episodes on resume with seed ``seed + 7919 * update
 zeroed LSTM states, as rlmem's PPO does: weights and optimiser still continue exactly, the
 trajectories do not. Only constant learning rates and clip ranges exist (schedules are not
 expressible in TOML), so SB3's progress-dependent schedules cannot drift across a resume.
+
+Recording. :func:`record_run` (``rlmem record``) draws rlmem's generic video
+(:func:`rlmem.video.actor_frames`) with ``model.predict``: RecurrentPPO's memory panel is the
+actor LSTM's hidden state; feed-forward PPO's frames have no memory panel.
 """
 
 from __future__ import annotations
@@ -472,18 +476,10 @@ def evaluate_run(run: Run, *, episodes: int, seed: int, deterministic: bool = Tr
     """
     from rlmem.evaluate import EvalResult, wilson_interval
 
-    cfg = run.config
-    settings = parse_config(cfg)
-    ckpt = run.load_checkpoint()
     num_envs = max(1, min(num_envs, episodes))
     quota = np.full(num_envs, episodes // num_envs)
     quota[: episodes % num_envs] += 1
-    venv = make_sb3_vec_env(cfg.env, num_envs, {**cfg.env_kwargs, **(env_kwargs or {})})
-    model = build_model(cfg, settings, venv, seed=None, device="cpu")
-    try:
-        model.policy.load_state_dict(ckpt["policy"])
-    except (RuntimeError, KeyError) as e:
-        raise RunError(f"checkpoint of {run.path} does not match its config.toml: {str(e).splitlines()[0]}") from None
+    model, venv = load_model(run, num_envs, env_kwargs)
 
     returns, lengths, successes = [], [], []
     done_count = np.zeros(num_envs, dtype=np.int64)
@@ -516,3 +512,62 @@ def evaluate_run(run: Run, *, episodes: int, seed: int, deterministic: bool = Tr
         std_return=float(np.std(returns)),
         mean_length=float(np.mean(lengths)),
     )
+
+
+def load_model(run: Run, num_envs: int = 1, env_kwargs: dict | None = None):
+    """``(model, venv)``: the run's newest checkpoint in a CPU model on ``num_envs`` envs.
+
+    A missing, corrupt or foreign checkpoint is a :class:`~rlmem.errors.RunError`, raised
+    before any env is built."""
+    cfg = run.config
+    settings = parse_config(cfg)
+    ckpt = run.load_checkpoint()
+    if ckpt.get("algo", cfg.algo) != cfg.algo:
+        raise RunError(f"checkpoint of {run.path} is not an {cfg.algo} checkpoint")
+    venv = make_sb3_vec_env(cfg.env, num_envs, {**cfg.env_kwargs, **(env_kwargs or {})})
+    try:
+        model = build_model(cfg, settings, venv, seed=None, device="cpu")
+        model.policy.load_state_dict(ckpt["policy"])
+    except (RuntimeError, KeyError) as e:
+        venv.close()
+        raise RunError(f"checkpoint of {run.path} does not match its config.toml: {str(e).splitlines()[0]}") from None
+    except BaseException:
+        venv.close()
+        raise
+    return model, venv
+
+
+# --------------------------------------------------------------------------- record
+def record_run(run: Run, *, out, episodes: int, seed: int, fps: int):
+    """An mp4 (gif fallback) of the newest checkpoint's policy acting deterministically
+    (:func:`rlmem.video.actor_frames`): for RecurrentPPO the memory panel shows the actor
+    LSTM's hidden state ``h`` (every layer); sb3-ppo has no memory, so its frames are the env
+    picture under the header."""
+    from rlmem.video import actor_frames, write_video
+
+    cfg = run.config
+    model, venv = load_model(run)
+    venv.close()  # predict() needs only the policy; the video has its own rendering env
+    recurrent = cfg.algo == "sb3-recurrentppo"
+    frames, _ = actor_frames(sb3_actor(model, recurrent), cfg.env, cfg.env_kwargs, episodes, seed,
+                             memory_name="actor LSTM h" if recurrent else "memory")
+    return write_video(frames, out, run.path.name, fps)
+
+
+def sb3_actor(model, recurrent: bool):
+    """An :data:`rlmem.video.Actor` over ``model.predict`` (deterministic, one unbatched env).
+
+    The LSTM states ``predict`` returns for the actor -- ``(h, c)``, each
+    ``float32[n_layers, 1, hidden]`` -- are threaded from step to step and reset by
+    ``episode_start``; the features shown are ``h`` flattened (``[n_layers * hidden]``), or
+    nothing (``[0]``) for a feed-forward policy."""
+    state = None
+
+    def act(obs, info: dict, start: bool):
+        nonlocal state
+        action, state = model.predict(obs, state=state, episode_start=np.array([start]), deterministic=True)
+        features = np.asarray(state[0], dtype=np.float32).reshape(-1) if recurrent else np.zeros(0, np.float32)
+        a = np.asarray(action)
+        return (a.item() if a.ndim == 0 else a), features
+
+    return act
