@@ -70,7 +70,7 @@ def train_cmd(
 ) -> None:
     """Train an agent; writes runs/<name>/ (config, metrics, TensorBoard, checkpoints)."""
     from rlmem import algos
-    from rlmem.algos.ppo import check_device
+    from rlmem.algos.common import check_device
     from rlmem.config import load_preset, make_run_config, parse_inline_table
     from rlmem.envs.vector import make_vec_env
     from rlmem.runs import Run, default_run_name

@@ -39,7 +39,8 @@ from rlmem.agents.obs import index_envs, map_obs, to_tensor, unsqueeze
 from rlmem.agents.policy import ActorCritic
 from rlmem.algos.functional import env_minibatches, group_advantages, ppo_loss
 # GRPO policies are ActorCritic networks: they evaluate and record exactly like PPO's.
-from rlmem.algos.ppo import check_device, evaluate_run, record_run  # noqa: F401 (re-exported)
+from rlmem.algos.common import check_device
+from rlmem.algos.ppo import evaluate_run, record_run  # noqa: F401 (re-exported)
 from rlmem.config import PPOConfig, RunConfig, from_dict
 from rlmem.envs.vector import make_vec_env
 from rlmem.errors import ConfigError

@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from rlmem.agents.encoders import make_encoder
 from rlmem.agents.obs import Obs, index_envs, map_obs, obs_buffer, stack_final, to_numpy, to_tensor, unsqueeze
 from rlmem.agents.policy import PolicyOut
-from rlmem.algos.ppo import RECENT, _episode_stats, _window, check_device
+from rlmem.algos.common import RECENT, check_device, episode_stats, recent_window
 from rlmem.config import PolicyConfig, PPOConfig, RunConfig, from_dict
 from rlmem.envs.vector import make_vec_env
 from rlmem.errors import ConfigError, RunError
@@ -439,7 +439,7 @@ def train(
                         final, _ = agent(unsqueeze(to_tensor(stack_final(info["final_obs"], idx), device)), None, None)
                     bootstrap[torch.as_tensor(idx, device=device)] = final.value[0]
                 targets_now.append(window.end(torch.as_tensor(done, device=device), bootstrap))
-                finished += _episode_stats(info, done, ep_return, ep_length)
+                finished += episode_stats(info, done, ep_return, ep_length)
                 ep_return[done], ep_length[done] = 0.0, 0
             new = _cat(targets_now)
             agent.write(new.keys, new.actions, new.targets)
@@ -468,7 +468,7 @@ def train(
             "bank_size": sum(sizes),
             "bank_size_min": min(sizes),
             "episodes": len(finished),
-            **_window(recent),
+            **recent_window(recent),
         }
         if run is not None:
             run.log(global_step, metrics)

@@ -24,15 +24,12 @@ import torch
 
 from rlmem.agents.obs import index_envs, obs_buffer, stack_final, store, to_numpy, to_tensor, torch_dtype, unsqueeze
 from rlmem.agents.policy import ActorCritic
+from rlmem.algos.common import RECENT, check_device, episode_stats, recent_window
 from rlmem.algos.functional import env_minibatches, explained_variance, gae, normalize, ppo_loss
 from rlmem.config import RunConfig
 from rlmem.envs.vector import make_vec_env
-from rlmem.errors import ConfigError
 from rlmem.memory import index_state, map_state
 from rlmem.runs import Run, from_safe, to_safe
-
-RECENT = 100  # episodes in the rolling success / return window
-
 
 def train(
     cfg: RunConfig,
@@ -126,7 +123,7 @@ def train(
                 reward_t += p.gamma * _final_values(policy, info, truncated, state, device)
             done = terminated | truncated
             if done.any():
-                finished += _episode_stats(info, done, ep_return, ep_length)
+                finished += episode_stats(info, done, ep_return, ep_length)
                 ep_return[done], ep_length[done] = 0.0, 0
 
             store(obs_buf, t, obs_t)
@@ -170,7 +167,7 @@ def train(
             **{k: float(v) for k, v in stats.items()},
             "explained_variance": explained_variance(value_buf, returns),
             "episodes": len(finished),
-            **_window(recent),
+            **recent_window(recent),
         }
         if run is not None:
             run.log(global_step, metrics)
@@ -229,14 +226,6 @@ def record_run(run: Run, *, out, episodes: int, seed: int, fps: int):
 
 
 # --------------------------------------------------------------------------- helpers
-def check_device(name: str) -> torch.device:
-    """The torch device ``name``, or a ConfigError if this machine cannot use it."""
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but this torch build sees no CUDA device")
-    return device
-
-
 def _final_values(policy: ActorCritic, info: dict, truncated: np.ndarray, state, device) -> torch.Tensor:
     """V(final_obs) of the truncated envs (0 elsewhere), read with their pre-reset state."""
     idx = np.flatnonzero(truncated)
@@ -251,26 +240,3 @@ def _final_values(policy: ActorCritic, info: dict, truncated: np.ndarray, state,
     values = torch.zeros(len(truncated), device=device)
     values[idx_t] = out.value[0]
     return values
-
-
-def _episode_stats(info: dict, done: np.ndarray, ep_return: np.ndarray, ep_length: np.ndarray) -> list:
-    """(return, length, success) of every env whose episode ended; success nan if unknown."""
-    final = info.get("final_info", {})
-    success = final.get("success")
-    mask = final.get("_success")
-    out = []
-    for i in np.flatnonzero(done):
-        s = float(success[i]) if success is not None and mask is not None and mask[i] else float("nan")
-        out.append((float(ep_return[i]), int(ep_length[i]), s))
-    return out
-
-
-def _window(recent: deque) -> dict:
-    if not recent:
-        return {}
-    arr = np.asarray(recent, dtype=np.float64)
-    out = {"episode_return": float(arr[:, 0].mean()), "episode_length": float(arr[:, 1].mean())}
-    succ = arr[:, 2][~np.isnan(arr[:, 2])]
-    if len(succ):
-        out["success"] = float(succ.mean())
-    return out

@@ -64,7 +64,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rlmem.algos.ppo import RECENT, _window, check_device  # the same window and metric keys as rlmem's PPO
+from rlmem.algos.common import RECENT, check_device, recent_window  # the same window and metric keys as rlmem's PPO
 from rlmem.config import RunConfig
 from rlmem.envs.sb3_vecenv import SB3VecEnv, make_sb3_vec_env
 from rlmem.errors import ConfigError, RunError
@@ -339,7 +339,7 @@ class _Trainer:
             "lr": float(model.policy.optimizer.param_groups[0]["lr"]),
             **{name: factor * float(sb3_values[key]) for key, (name, factor) in LOSSES.items() if key in sb3_values},
             "episodes": len(self.finished),
-            **_window(self.recent),
+            **recent_window(self.recent),
         }
         self.finished = []
         self.metrics = metrics
