@@ -7,23 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from clitools import assert_clean_error, rlmem_cli as rlmem
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ARGS = ["--steps", "256", "--num-envs", "4", "--threads", "1", "--quiet"]
-
-
-def rlmem(*args, cwd=ROOT):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "rlmem", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def assert_clean_error(proc, fragment):
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,6 @@ line and exit 2. SB3: the memory panel is RecurrentPPO's actor LSTM state, threa
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -35,6 +32,7 @@ from rlmem.errors import ConfigError
 from rlmem.evaluate import EVAL_SEED_OFFSET
 from rlmem.memory.semantic_map import FREE, UNKNOWN, WALL
 from rlmem.runs import Run
+from clitools import rlmem_cli as run_cli
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,20 +41,6 @@ TMAZE = "rlmem/EndlessTMaze-v0"
 TMAZE_KWARGS = "n_corridors = 2, l_max = 4, l_min = 2"
 PRESETS = {"semantic_map": "goat-modular", "spatial_graph": "smg", "memoryless": "nav-memoryless"}
 MARKER_COLOURS = {tuple(int(v) for v in c) for c in COLORS.values()}
-
-
-def run_cli(*args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "rlmem", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def assert_clean_error(proc, fragment):
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert fragment in lines[0], lines[0]
 
 
 def colour_count(img: np.ndarray, colours) -> int:
