@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -11,7 +10,31 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import rlmem.envs as rlmem_envs
 from envcheck import assert_batched_resume, assert_info_equal, assert_single_resume
-from rlmem.envs.colorcubes import DOWN, LEFT, RIGHT, STAY, UP, ColorCubes, ColorCubesVec
+from rlmem.envs.colorcubes import (
+    DOWN,
+    FULL,
+    HIDDEN,
+    LEFT,
+    POSITIONS,
+    RIGHT,
+    STAY,
+    UP,
+    BatchObserver,
+    ColorCubes,
+    ColorCubesConfig,
+    ColorCubesVec,
+    _PeekedWords,
+    apply_teleports,
+    apply_teleports_rows,
+    draw_layout,
+    draw_layouts,
+    draw_phase_change,
+    draw_phase_changes,
+    observe,
+    teleport_bound,
+    teleport_mask,
+)
+from rlmem.envs.tmaze import rng_state_to_array
 from rlmem.errors import ConfigError
 
 CUBES_IDS = [i for i in rlmem_envs.rlmem_ids() if "ColorCubes" in i]
@@ -397,3 +420,227 @@ def test_batched_state_round_trip_resumes_exactly():
     assert_batched_resume(vec, lambda: ColorCubesVec(num_envs=16, **BUSY), actions)
     with pytest.raises(ConfigError):
         ColorCubesVec(num_envs=4, **BUSY).set_state(saved)
+
+
+# --------------------------------------------------------------------------- batched parts == single-env parts
+#
+# The batched env runs its own versions of the draws and of the observation; each must equal the
+# single env's function on the same raw words / states, including the rare cases (agent standing
+# on a cube, several teleports in one sub-env, a full grid, words on the teleport boundary).
+
+
+def pcg_words(seed: int, count: int) -> np.ndarray:
+    """The first ``count`` raw words of ``Generator(PCG64(seed))``: what the single env draws."""
+    return np.random.PCG64(seed).random_raw(count)
+
+
+def random_states(cfg: ColorCubesConfig, count: int, seed: int, agent_on_cube: float = 0.3):
+    """``count`` reachable states: layouts from ``draw_layout``, and the agent moved onto a
+    non-target cube with probability ``agent_on_cube`` (cubes do not block it)."""
+    rng = np.random.default_rng(seed)
+    agent, target = np.zeros(count, np.int64), np.zeros(count, np.int64)
+    cubes = np.zeros((count, cfg.n_cubes), np.int64)
+    for i in range(count):
+        agent[i], cubes[i], target[i] = draw_layout(np.random.Generator(np.random.PCG64(seed * 100_000 + i)), cfg)
+        others = [c for c in range(cfg.n_cubes) if c != target[i]]
+        if others and rng.random() < agent_on_cube:
+            agent[i] = cubes[i, rng.choice(others)]
+    return agent, cubes, target
+
+
+SMALL_CONFIGS = [
+    dict(level="medium"),
+    dict(level="trivial"),
+    dict(level="medium", grid_size=2, n_cubes=1),
+    dict(level="medium", grid_size=3, n_cubes=8),  # full grid: no free cell for a teleport
+    dict(level="medium", grid_size=4, n_cubes=6, teleport_target=True, p_teleport=1.0),
+]
+
+
+@pytest.mark.parametrize("p", [0.05, 0.3, 1 / 3, 0.5, 0.999999, 1.0, 2.0**-40, 1e-300])
+def test_teleport_bound_equals_teleport_mask(p):
+    cfg = ColorCubesConfig.from_level("medium", p_teleport=p, teleport_target=True)  # no cube excluded
+    t = int(np.ceil(p * 2.0**53))
+    edges = [0, 1, (t << 11) - 1, min(t << 11, 2**64 - 1), max(t - 1, 0) << 11, 2**64 - 1, 2**64 - 2048]
+    words = np.concatenate([np.array(edges, dtype=np.uint64), pcg_words(7, 4993)]).reshape(-1, cfg.n_cubes)
+    reference = teleport_mask(words, np.zeros(len(words), dtype=np.int64), cfg)
+    assert np.array_equal(words <= teleport_bound(cfg), reference)
+    inside, outside = reference.reshape(-1)[2:4]  # the last word below p, the first one not
+    assert inside and (outside == (p == 1.0))
+
+
+def test_teleport_bound_needs_teleports():
+    with pytest.raises(ConfigError):
+        teleport_bound(ColorCubesConfig.from_level("trivial"))
+
+
+@pytest.mark.parametrize("kwargs", SMALL_CONFIGS)
+def test_draw_layouts_equals_draw_layout(kwargs):
+    cfg, count = ColorCubesConfig.from_level(**kwargs), 600
+    words = np.stack([pcg_words(s, cfg.n_cubes + 2) for s in range(count)], axis=1)  # [N + 2, E]
+    agent, cubes, target = draw_layouts(words, cfg)
+    for s in range(count):
+        a, c, t = draw_layout(np.random.Generator(np.random.PCG64(s)), cfg)
+        assert (agent[s], target[s]) == (a, t) and np.array_equal(cubes[:, s], c), s
+
+
+@pytest.mark.parametrize("kwargs", SMALL_CONFIGS)
+def test_draw_phase_changes_equals_draw_phase_change(kwargs):
+    cfg, count = ColorCubesConfig.from_level(**kwargs), 400
+    _, cubes, target = random_states(cfg, count, seed=1)
+    agent = cubes[np.arange(count), target]  # a phase changes when the agent reaches the target
+    expected_cubes, expected_target = cubes.copy(), target.copy()
+    for s in range(count):
+        rng = np.random.Generator(np.random.PCG64(s))
+        expected_target[s] = draw_phase_change(rng, cfg, int(agent[s]), expected_cubes[s], int(target[s]))
+    words = np.stack([pcg_words(s, 2) for s in range(count)], axis=1)
+    assert np.array_equal(draw_phase_changes(words, cfg, cubes, target), expected_target)
+    assert np.array_equal(cubes, expected_cubes)
+
+
+@pytest.mark.parametrize("kwargs", SMALL_CONFIGS[:3] + SMALL_CONFIGS[4:])  # the full grid has no free cell
+def test_apply_teleports_rows_equals_apply_teleports(kwargs):
+    cfg, count = ColorCubesConfig.from_level(**kwargs), 400
+    agent, cubes, _ = random_states(cfg, count, seed=2, agent_on_cube=0.5)
+    movers = np.random.default_rng(3).random((count, cfg.n_cubes)) < 0.5  # often several per sub-env
+    expected = cubes.copy()
+    env, cube, rank, words = [], [], [], []
+    for s in range(count):
+        chosen = np.flatnonzero(movers[s]).tolist()
+        cells = expected[s].tolist()
+        apply_teleports(np.random.Generator(np.random.PCG64(s)), cfg, int(agent[s]), cells, chosen)
+        expected[s] = cells
+        env += [s] * len(chosen)
+        cube += chosen
+        rank += list(range(len(chosen)))
+        words += pcg_words(s, len(chosen)).tolist()
+    if cfg.n_cubes >= 3:  # the cases worth testing occur
+        assert max(rank) >= 2 and (agent[:, None] == cubes).any()
+    order = np.random.default_rng(4).permutation(len(env))  # the mover order must not matter
+    as_array = lambda v, dtype=np.int64: np.asarray(v, dtype=dtype)[order]  # noqa: E731
+    apply_teleports_rows(as_array(words, np.uint64), cfg, agent, cubes, as_array(env), as_array(cube), as_array(rank))
+    assert np.array_equal(cubes, expected)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    SMALL_CONFIGS
+    + [dict(level="extreme"), dict(level="medium", view_radius=0), dict(level="medium", view_radius=2),
+       dict(level="extreme", grid_size=3, n_cubes=3, view_radius=4)],  # a window wider than the grid
+)  # fmt: skip
+def test_batch_observer_equals_observe(kwargs):
+    cfg, count = ColorCubesConfig.from_level(**kwargs), 300
+    agent, cubes, target = random_states(cfg, count, seed=5)
+    kinds = [HIDDEN, FULL, POSITIONS] if cfg.hide_colours else [HIDDEN, FULL]  # the reachable ones
+    shown = np.random.default_rng(6).choice(kinds, count)
+    expected = observe(cfg, agent, cubes, target, shown)
+    got = BatchObserver(cfg, count // 2)(agent, cubes, target, shown)  # up to 2 * num_envs rows
+    assert got.dtype == np.float32 and got.shape == expected.shape and np.array_equal(got, expected)
+    few = BatchObserver(cfg, count)(agent[:7], cubes[:7], target[:7], shown[:7])
+    assert np.array_equal(few, expected[:7])
+
+
+def stream_state(seed: int, words_read: int) -> np.ndarray:
+    """``rng_state_to_array`` of ``Generator(PCG64(seed))`` after ``words_read`` raw words."""
+    bit_generator = np.random.PCG64(seed)
+    bit_generator.advance(int(words_read))
+    return rng_state_to_array(np.random.Generator(bit_generator))
+
+
+def test_peeked_words_follow_each_stream():
+    """peek / words_at / skip / take_buffered read each sub-env's stream in order, across refills
+    (a small block, so unread words are carried over many times); synced_states and sync give the
+    generator states after exactly the words read."""
+    n, width, reserve = 3, 4, 10
+    make = lambda: [np.random.Generator(np.random.PCG64(s)) for s in range(n)]  # noqa: E731
+    rngs, streams = make(), [np.random.PCG64(s).random_raw(5000) for s in range(n)]
+    words, at, rng = _PeekedWords(n, width, reserve, block=24), np.zeros(n, dtype=int), np.random.default_rng(0)
+    assert words.block == 24
+    for _ in range(400):
+        seen = words.peek(rngs)
+        assert np.array_equal(seen, np.stack([streams[i][at[i] : at[i] + width] for i in range(n)], axis=1))
+        idx = np.flatnonzero(rng.random(n) < 0.7)
+        offset = rng.integers(0, reserve, len(idx))
+        assert np.array_equal(words.words_at(idx, offset), [streams[i][at[i] + o] for i, o in zip(idx, offset)])
+        used = rng.integers(0, width + 1, n)
+        words.skip(used)
+        at += used
+        idx = np.flatnonzero(rng.random(n) < 0.3)
+        count = int(rng.integers(1, reserve - width + 1))
+        expected = np.array([streams[i][at[i] : at[i] + count] for i in idx], dtype=np.uint64).reshape(len(idx), count)
+        assert np.array_equal(words.take_buffered(idx, count), expected.T)
+        at[idx] += count
+        if rng.random() < 0.1:  # the states sync would give, while the words read ahead stay
+            assert np.array_equal(words.synced_states(rngs), np.stack([stream_state(i, at[i]) for i in range(n)]))
+    words.sync(rngs)
+    for i, r in enumerate(rngs):  # the generators stand exactly after the words read
+        assert np.array_equal(rng_state_to_array(r), stream_state(i, at[i]))
+
+
+EDGE_CONFIGS = {
+    # Every non-target cube teleports on every step: several rounds of teleports per sub-env,
+    # and enough words per step that the read-ahead buffer refills with words left over.
+    "all-teleport": dict(level="medium", n_cubes=6, n_phases=3, grid_size=4, p_teleport=1.0, max_phase_steps=6),
+    "target-teleports": {**BUSY, "teleport_target": True},
+    "one-cube": dict(level="medium", n_cubes=1, n_phases=3, grid_size=3, p_teleport=0.5, teleport_target=True),
+    "full-grid": dict(level="medium", n_cubes=8, n_phases=3, grid_size=3, p_teleport=0.5),
+    "wide-window": {**BUSY_HIDDEN, "view_radius": 5},
+}
+
+
+@pytest.mark.parametrize("name", list(EDGE_CONFIGS))
+def test_batched_equals_sync_vector_env_edge_configs(name):
+    kwargs = EDGE_CONFIGS[name]
+    seen = compare_batched_with_sync(ColorCubesVec(num_envs=5, **kwargs), sync_env(5, **kwargs), seed=9, steps=150)
+    assert seen["cue"] > 0 and seen["success"] + seen["truncated"] > 0
+
+
+def test_long_random_run_equals_sync():
+    """Random actions and no get_state in between (which would empty the read-ahead buffer): about
+    11 words per step, so the 2048-word buffer refills with unread words carried over."""
+    kwargs = EDGE_CONFIGS["all-teleport"]
+    vec, sync, rng = ColorCubesVec(num_envs=4, **kwargs), sync_env(4, **kwargs), np.random.default_rng(12)
+    assert np.array_equal(vec.reset(seed=5)[0], sync.reset(seed=5)[0])
+    for _ in range(260):
+        actions = rng.integers(0, 5, 4)
+        out_v, out_s = vec.step(actions), sync.step(actions)
+        for a, b in zip(out_v[:4], out_s[:4]):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+        assert_info_equal(out_v[4], out_s[4])
+    state = vec.get_state()
+    for i, env in enumerate(sync.envs):
+        assert all(np.array_equal(state[k][i], v) for k, v in env.unwrapped.get_state().items() if k in state)
+
+
+def test_reset_mask_mid_run_equals_sync():
+    vec, sync, rng = ColorCubesVec(num_envs=6, **BUSY), sync_env(6, **BUSY), np.random.default_rng(11)
+    vec.reset(seed=3)
+    sync.reset(seed=3)
+    for t in range(120):
+        if t % 40 == 20:  # some sub-envs restart early, with words still read ahead
+            mask = rng.random(6) < 0.5
+            mask[0] = True
+            out_v, out_s = vec.reset(options={"reset_mask": mask}), sync.reset(options={"reset_mask": mask})
+            assert np.array_equal(out_v[0], out_s[0])
+            assert_info_equal(out_v[1], out_s[1])
+        actions = rng.integers(0, 5, 6)
+        out_v, out_s = vec.step(actions), sync.step(actions)
+        for a, b in zip(out_v[:4], out_s[:4]):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+        assert_info_equal(out_v[4], out_s[4])
+
+
+def test_batched_actions_any_integer_dtype_and_bad_actions_raise():
+    outs = []
+    for dtype in (np.int64, np.int32, np.uint8):
+        vec, rng = ColorCubesVec(num_envs=4, **BUSY), np.random.default_rng(0)
+        vec.reset(seed=1)
+        outs.append([vec.step(rng.integers(0, 5, 4).astype(dtype))[0] for _ in range(30)])
+    assert all(np.array_equal(a, b) for a, b in zip(outs[0], outs[1])) and all(
+        np.array_equal(a, b) for a, b in zip(outs[0], outs[2])
+    )
+    vec = ColorCubesVec(num_envs=3)
+    vec.reset(seed=0)
+    for bad in ([0, 1, 5], [-1, 0, 0], np.array([0, 1, 2], dtype=np.int32) - 3, [0.0, 1.0, 2.0], [0, 1]):
+        with pytest.raises(ValueError):
+            vec.step(np.asarray(bad))

@@ -11,14 +11,18 @@ Two implementations with identical trajectories for identical seeds:
   numpy movement, rewards and observations over ``num_envs`` sub-envs, one RNG per sub-env,
   equal to ``SyncVectorEnv([ColorCubes] * N, autoreset_mode=SAME_STEP)`` step for step.
 
-Both share the validated parameters (:class:`ColorCubesConfig`), every random draw
+Both share the validated parameters (:class:`ColorCubesConfig`). The single env's draws
 (:func:`draw_layout`, :func:`draw_phase_change`, :func:`teleport_mask`, :func:`apply_teleports`)
-and the observation (:func:`observe`), so they cannot drift apart.
+and observation (:func:`observe`) are the reference; the batched env runs batched versions of
+them (:func:`draw_layouts`, :func:`draw_phase_changes`, :func:`teleport_bound`,
+:func:`apply_teleports_rows`, :class:`BatchObserver`) on the same raw words, each tested equal
+to its reference, and the whole env is tested equal to ``N`` single envs step for step.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from bisect import insort
 from dataclasses import dataclass, fields
 from typing import Any
@@ -257,9 +261,10 @@ def apply_teleports(
         cells[i] = new
 
 
-# Row-wise versions for the batched env: the same arithmetic on ``E`` sub-envs at once, fed
-# with the same raw words (taken in the same order from each sub-env's stream, see
-# rlmem.envs._vec.RawWords), so both envs agree bit for bit (tests/test_colorcubes.py).
+# Batched versions of the draws: the same results for ``E`` sub-envs at once, from the same raw
+# words (taken in the same order from each sub-env's stream, see rlmem.envs._vec.RawWords), so
+# both envs agree bit for bit (tests/test_colorcubes.py). Each numpy call costs about as much
+# as a few thousand elements of work, so these use few calls rather than the fewest operations.
 
 
 def _mod(words: np.ndarray, m: int) -> np.ndarray:
@@ -267,52 +272,91 @@ def _mod(words: np.ndarray, m: int) -> np.ndarray:
     return (words % np.uint64(m)).astype(np.int64)
 
 
+_BEYOND = 1 << 40
+"""A sentinel cell beyond every grid: the last column of the ``occupied`` rows below."""
+
+
 def _kth_free_rows(occupied: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Row-wise :func:`_kth_free`: ``occupied int64[E, M]`` sorted per row (padding >= every
-    cell), ``k int64[E]``. Once a sorted cell exceeds ``k`` no later one can count, so
-    adding ``occupied[:, j] <= k`` column by column equals the early-exit loop."""
-    k = k.copy()
-    for j in range(occupied.shape[1]):
-        k += occupied[:, j] <= k
-    return k
+    """Row-wise :func:`_kth_free`: ``occupied int64[E, M]`` sorted per row (duplicates allowed)
+    and ending with :data:`_BEYOND`, ``k int64[E]``. The loop stops at the first ``j`` with
+    ``occupied[j] > k + j`` (its ``k`` has grown by one per cell before), having added ``j``;
+    the sentinel makes sure there is such a ``j``."""
+    return k + (occupied - np.arange(occupied.shape[1]) > k[:, None]).argmax(axis=1)
+
+
+@functools.lru_cache(maxsize=16)
+def _layout_moduli(cfg: ColorCubesConfig) -> np.ndarray:
+    """``uint64[N + 2, 1]``: the agent's cell among C, cube i's among the C - 1 - i cells still
+    free, the target among N."""
+    n = cfg.n_cubes
+    return np.array([cfg.cells, *range(cfg.cells - 1, cfg.cells - 1 - n, -1), n], dtype=np.uint64)[:, None]
 
 
 def draw_layouts(words: np.ndarray, cfg: ColorCubesConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`draw_layout` for ``E`` sub-envs from ``words uint64[E, N + 2]``."""
+    """:func:`draw_layout` for ``E`` sub-envs from word-major ``words uint64[N + 2, E]``:
+    ``(agent int64[E], cubes int64[N, E] (cube-major), target int64[E])``.
+
+    Taking the ``d``-th cell out of the sorted free cells ``F`` leaves ``F(s_d(j))`` with
+    ``s_d(j) = j + (j >= d)``. All cells start free, so with ``d_0`` the agent's draw and
+    ``d_{i+1}`` cube ``i``'s, cube ``i`` lands on ``s_{d_0}(s_{d_1}(...s_{d_i}(d_{i+1})))``:
+    the loop applies each ``s_{d_m}``, innermost first, to every cube at once (cube-major, so
+    each operation runs along the long sub-env axis).
+    """
     n = cfg.n_cubes
-    agent = _mod(words[:, 0], cfg.cells)
-    occupied = np.full((len(words), n + 1), cfg.cells, dtype=np.int64)
-    occupied[:, 0] = agent
-    cubes = np.empty((len(words), n), dtype=np.int64)
-    for i in range(n):
-        cubes[:, i] = _kth_free_rows(occupied, _mod(words[:, i + 1], cfg.cells - 1 - i))
-        occupied[:, i + 1] = cubes[:, i]
-        occupied.sort(axis=1)
-    return agent, cubes, _mod(words[:, n + 1], n)
+    d = (words % _layout_moduli(cfg)).astype(np.int64)
+    cubes = d[1 : n + 1].copy()
+    for m in range(n - 1, -1, -1):
+        cubes[m:] += cubes[m:] >= d[m]
+    return d[0], cubes, d[n + 1]
 
 
 def draw_phase_changes(
     words: np.ndarray, cfg: ColorCubesConfig, cubes: np.ndarray, target: np.ndarray
 ) -> np.ndarray:
-    """:func:`draw_phase_change` for ``E`` sub-envs from ``words uint64[E, 2]``: moves the
-    targets in ``cubes int64[E, N]`` (in place) and returns the new targets."""
-    n, rows = cfg.n_cubes, np.arange(len(words))
-    cubes[rows, target] = _kth_free_rows(np.sort(cubes, axis=1), _mod(words[:, 0], cfg.cells - n))
+    """:func:`draw_phase_change` for ``E`` sub-envs from word-major ``words uint64[2, E]``:
+    moves the targets in ``cubes int64[E, N]`` (in place) and returns the new targets."""
+    n = cfg.n_cubes
+    occupied = np.empty((len(target), n + 1), dtype=np.int64)
+    occupied[:, :n], occupied[:, n] = cubes, _BEYOND
+    occupied.sort(axis=1)
+    cubes[np.arange(len(target)), target] = _kth_free_rows(occupied, _mod(words[0], cfg.cells - n))
     if n == 1:
         return target.copy()
-    return (target + 1 + _mod(words[:, 1], n - 1)) % n
+    return (target + 1 + _mod(words[1], n - 1)) % n
+
+
+def teleport_bound(cfg: ColorCubesConfig) -> np.uint64:
+    """:func:`teleport_mask` as one integer comparison: a cube's uniform is below ``p_teleport``
+    iff its word is ``<=`` this bound (for ``p_teleport > 0``; the target is excluded apart).
+
+    Exact: the uniform is ``u = (word >> 11) * 2**-53`` with an integer ``word >> 11 < 2**53``,
+    and scaling by a power of two is exact, so ``u < p`` iff ``word >> 11 < ceil(p * 2**53)``
+    iff ``word < ceil(p * 2**53) * 2**11`` iff ``word <= ceil(p * 2**53) * 2**11 - 1`` (which
+    fits in 64 bits when p = 1). Tested against :func:`teleport_mask` at the boundary.
+    """
+    if not cfg.p_teleport > 0.0:
+        raise ConfigError("ColorCubes: teleport_bound needs p_teleport > 0")
+    return np.uint64((math.ceil(cfg.p_teleport * 2.0**53) << 11) - 1)
 
 
 def apply_teleports_rows(
-    words: np.ndarray, cfg: ColorCubesConfig, agent: np.ndarray, cubes: np.ndarray, movers: np.ndarray
-) -> None:
-    """:func:`apply_teleports` for ``E`` sub-envs: ``movers bool[E, N]``, ``words uint64[E, M]``
-    (one per mover, in cube order). Round ``r`` moves every sub-env's ``r``-th mover."""
-    rank = np.cumsum(movers, axis=1) - 1
-    for r in range(int(movers.sum(axis=1).max(initial=0))):
-        e, c = np.nonzero(movers & (rank == r))  # one cube per sub-env with more than r movers
-        occupied = np.sort(np.concatenate([agent[e, None], cubes[e]], axis=1), axis=1)
-        cubes[e, c] = _kth_free_rows(occupied, _mod(words[e, r], cfg.teleport_free_cells))
+    words: np.ndarray, cfg: ColorCubesConfig, agent: np.ndarray, cubes: np.ndarray, env: np.ndarray,
+    cube: np.ndarray, rank: np.ndarray,
+) -> None:  # fmt: skip
+    """:func:`apply_teleports` for many sub-envs at once, in place on ``cubes int64[B, N]``
+    (``agent int64[B]``): mover ``j`` is cube ``cube[j]`` of sub-env ``env[j]``, the
+    ``rank[j]``-th mover of that sub-env in cube order, and draws its cell from ``words[j]``
+    (``uint64``). Round ``r`` moves every sub-env's ``r``-th mover, which sees the cells the
+    earlier rounds left."""
+    n = cfg.n_cubes
+    k = _mod(words, cfg.teleport_free_cells)
+    for r in range(int(rank.max()) + 1):
+        pick = np.flatnonzero(rank == r)
+        e = env.take(pick)
+        occupied = np.empty((len(e), n + 2), dtype=np.int64)
+        occupied[:, :n], occupied[:, n], occupied[:, n + 1] = cubes.take(e, axis=0), agent.take(e), _BEYOND
+        occupied.sort(axis=1)
+        cubes.reshape(-1)[e * n + cube.take(pick)] = _kth_free_rows(occupied, k.take(pick))
 
 
 # --------------------------------------------------------------------------- observation
@@ -360,6 +404,81 @@ def observe(
     window[env, dy[env, cube], dx[env, cube]] = cube + 1
     obs[:, 4 + 5 * n :] = _feature_table(cfg).take(window.reshape(-1), axis=0).reshape(b, -1)
     return obs
+
+
+class BatchObserver:
+    """:func:`observe` for the batched env from per-config lookup tables, bit-identical to it
+    (the tables hold observe's float64 expressions cast to float32).
+
+    Per call for ``B`` states: one row copy per sub-env from a table indexed by the agent's cell
+    (its position and the window's outside-the-grid flags), then scatters of the few ones that
+    remain -- the target colour, the cubes in view (cube flag and colour) -- and the position
+    blocks only for the rows that show them.
+
+    Cubes in view: cells are re-encoded on a ``G x (2G - 1)`` grid (``wide``), where the
+    difference of two cells determines their row and column offsets, so
+    ``in_view[wide(cube) - wide(agent) + centre]`` is the window column of a cube at that
+    offset (its "cube" feature), or 0 when it is out of view.
+    """
+
+    def __init__(self, cfg: ColorCubesConfig, num_envs: int) -> None:
+        g, n, r = cfg.grid_size, cfg.n_cubes, cfg.view_radius
+        w, feat, base = 2 * r + 1, n + 2, 4 + 5 * n
+        self.config, self.size = cfg, cfg.obs_size
+        y, x = np.divmod(np.arange(cfg.cells), g)
+        # float64 first, as observe computes them, then float32: the same rounding.
+        self.pos = np.stack([(y + 1) / g, (x + 1) / g], axis=-1).astype(np.float32)  # [C, 2]
+        # By agent cell: its position, and feature 0 ("outside the grid") of each window cell.
+        off = np.arange(-r, r + 1)
+        wy, wx = y[:, None] + off, x[:, None] + off
+        outside = ~(((wy >= 0) & (wy < g))[:, :, None] & ((wx >= 0) & (wx < g))[:, None, :])
+        self.by_agent = np.zeros((cfg.cells, self.size), dtype=np.float32)
+        self.by_agent[:, :2] = self.pos
+        self.by_agent[:, base::feat] = outside.reshape(cfg.cells, w * w)
+        span = 2 * g - 1
+        self.wide = y * span + x
+        centre = (g - 1) * span + (g - 1)
+        self.agent_shift = centre - self.wide
+        self.in_view = np.zeros(span * span, dtype=np.int64)
+        near = min(r, g - 1)  # offsets beyond the grid never occur
+        for dy in range(-near, near + 1):
+            for dx in range(-near, near + 1):
+                self.in_view[centre + dy * span + dx] = base + ((dy + r) * w + dx + r) * feat + 1
+        self.row_start = np.arange(2 * num_envs) * self.size  # up to num_envs extra rows (final observations)
+        self.target_at = self.row_start + 2  # where each row's target one-hot starts
+
+    def __call__(self, agent: np.ndarray, cubes: np.ndarray, target: np.ndarray, shown: np.ndarray) -> np.ndarray:
+        """``float32[B, obs_size]`` for ``agent int64[B]``, ``cubes int64[B, N]``, ``target int64[B]``,
+        ``shown int64[B]`` (``B`` at most ``2 * num_envs``); equals ``observe(cfg, agent, cubes, target,
+        shown)`` for every reachable state (``shown`` is ``POSITIONS`` only with ``hide_colours``)."""
+        b, n, cfg = len(agent), self.config.n_cubes, self.config
+        obs = self.by_agent.take(agent, axis=0)
+        flat = obs.reshape(-1)
+        row_start = self.row_start[:b]
+        flat[self.target_at[:b] + target] = 1.0
+        # Cube-major ([N, B]) so the per-sub-env shift broadcasts along the long axis. The
+        # indices are valid by construction: mode="wrap" only skips the bounds check (~20%).
+        shifted = self.wide.take(cubes.T, mode="wrap")
+        shifted += self.agent_shift.take(agent)
+        column = self.in_view.take(shifted, mode="wrap")
+        seen = np.flatnonzero(column != 0)  # about one cube per window: scatter only those
+        if len(seen):
+            cube = seen // b
+            at = row_start.take(seen - cube * b) + column.reshape(-1).take(seen)
+            flat[at] = 1.0
+            if not cfg.hide_colours:
+                flat[at + 1 + cube] = 1.0  # colour i is i + 1 columns after the cube feature
+        full = np.flatnonzero(shown == FULL)  # most steps show neither block
+        if len(full):
+            obs[full, 2 + n] = 1.0
+            obs[full, 3 + n : 3 + 3 * n] = self.pos.take(cubes.take(full, axis=0), axis=0).reshape(len(full), 2 * n)
+        if cfg.hide_colours:
+            anonymous = np.flatnonzero(shown == POSITIONS)
+            if len(anonymous):
+                obs[anonymous, 3 + 3 * n] = 1.0
+                cells = np.sort(cubes.take(anonymous, axis=0), axis=1)  # sorted by cell: order carries no identity
+                obs[anonymous, 4 + 3 * n : 4 + 5 * n] = self.pos.take(cells, axis=0).reshape(len(anonymous), 2 * n)
+        return obs
 
 
 # --------------------------------------------------------------------------- picture
@@ -616,6 +735,72 @@ _SCALARS = ("agent", "target", "phase", "phase_steps", "steps", "shown")
 # --------------------------------------------------------------------------- batched env
 
 
+class _PeekedWords(RawWords):
+    """:class:`rlmem.envs._vec.RawWords` plus a look at every sub-env's next words at once.
+
+    A step's draws in a sub-env (a phase change, or teleport uniforms then teleport cells, then
+    a restart's layout) are consecutive words of its stream. :meth:`peek` makes sure
+    ``reserve`` words of every sub-env are buffered and returns the first ``width`` of them;
+    :meth:`words_at` looks further into some sub-envs' buffered words; nothing is read until
+    :meth:`skip` reads what each sub-env's draws used; :meth:`take_buffered` reads further
+    buffered words of some sub-envs (restarts).
+    """
+
+    def __init__(self, n: int, width: int, reserve: int, block: int | None = None) -> None:
+        # A refill costs a Python-level call per sub-env, so longer blocks are cheaper per word:
+        # up to 2048 words (16 KiB) per sub-env while the buffer stays within 16 MiB.
+        if block is None:
+            block = max(512, min(2048, (1 << 21) // n))
+        super().__init__(n, block=max(block, 2 * reserve))
+        self.width, self.reserve = width, reserve
+        self._flat = self.buf.reshape(-1)  # a view: refills write the buffer in place
+        self._row_start = np.arange(n) * self.block
+        self._peek_at = np.arange(width)[:, None] + self._row_start  # [width, n]
+        self._at = np.empty_like(self._peek_at)  # reused: a fresh 40 KiB temporary per step misses the cache
+
+    def peek(self, rngs: list) -> np.ndarray:
+        """``uint64[width, n]``: word ``j`` of every sub-env's next ``width``, left unread."""
+        for i in np.flatnonzero(self.pos > self.block - self.reserve).tolist():
+            # The refill of RawWords.take: unread words to the front, then fresh ones.
+            left = self.block - self.pos[i]
+            self.buf[i, :left] = self.buf[i, self.pos[i] :]
+            self.buf[i, left:] = rngs[i].bit_generator.random_raw(self.block - left)
+            self.pos[i] = 0
+        np.add(self._peek_at, self.pos, out=self._at)
+        return self._flat.take(self._at, mode="wrap")  # in range: skip the check
+
+    def words_at(self, idx: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        """``uint64[len(idx)]``: word ``offset[j]`` (``< reserve``) of sub-env ``idx[j]``'s unread words."""
+        return self._flat.take(self._row_start.take(idx) + self.pos.take(idx) + offset)
+
+    def skip(self, counts: np.ndarray) -> None:
+        """Read ``counts int64[n]`` words of each sub-env (at most ``reserve`` since :meth:`peek`)."""
+        self.pos += counts
+
+    def synced_states(self, rngs: list) -> np.ndarray:
+        """``uint64[n, 6]``: each generator's state as :meth:`sync` would leave it (unread words
+        given back), while the buffer stays: an oracle that reads the state every step would
+        otherwise refill a whole block per sub-env every step."""
+        states = []
+        for rng, unread in zip(rngs, (self.block - self.pos).tolist()):
+            if unread:
+                ahead = rng.bit_generator.state
+                rng.bit_generator.advance(-unread)
+                states.append(rng_state_to_array(rng))
+                rng.bit_generator.state = ahead
+            else:
+                states.append(rng_state_to_array(rng))
+        return np.stack(states)
+
+    def take_buffered(self, idx: np.ndarray, count: int) -> np.ndarray:
+        """The next ``count`` words of sub-envs ``idx``, read: ``uint64[count, len(idx)]``
+        (word-major). The caller keeps every sub-env within the ``reserve`` that :meth:`peek`
+        buffered."""
+        pos = self.pos.take(idx)
+        self.pos[idx] = pos + count
+        return self._flat.take(np.arange(count)[:, None] + (self._row_start.take(idx) + pos))
+
+
 class ColorCubesVec(SubEnvRNGs, VectorEnv):
     """Native batched Color-Cubes: ``num_envs`` copies of :class:`ColorCubes` in numpy.
 
@@ -632,12 +817,16 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
     Shapes: observations ``float32[N, obs_size]``, rewards ``float64[N]``,
     terminated/truncated ``bool[N]``, actions ``int[N]`` in 0..4.
 
-    Everything is whole-array numpy, random draws included: each sub-env's raw words come
-    from its own generator in the single env's order, read ahead in blocks
-    (:class:`rlmem.envs._vec.RawWords`), and the layout, phase-change and teleport draws use
-    row-wise versions of the single env's functions (:func:`draw_layouts`,
-    :func:`draw_phase_changes`, :func:`apply_teleports_rows`). ``get_state`` and reseeding
-    give unread words back first, so generator states match the single envs'.
+    Everything is whole-array numpy, random draws included. Each sub-env's raw words come from
+    its own generator in the single env's order, read ahead in blocks
+    (:class:`rlmem.envs._vec.RawWords`); a step gathers every sub-env's next words at once
+    (:class:`_PeekedWords`) and then reads what each one's draws used (2 for a phase change;
+    N uniforms plus one per teleporting cube otherwise; N + 2 for a restart). The draws are
+    batched versions of the single env's functions (:func:`draw_layouts`,
+    :func:`draw_phase_changes`, :func:`teleport_bound`, :func:`apply_teleports_rows`), the
+    observation a table-driven :func:`observe` (:class:`BatchObserver`). Reseeding gives unread
+    words back and ``get_state`` reports the generators as if it had, so generator states match
+    the single envs'.
     """
 
     metadata = {**METADATA, "autoreset_mode": AutoresetMode.SAME_STEP}
@@ -675,17 +864,31 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         self.action_space = batch_space(self.single_action_space, n)
         self.observation_space = batch_space(self.single_observation_space, n)
 
-        self._agent = np.zeros(n, dtype=np.int64)
-        self._target = np.zeros(n, dtype=np.int64)
+        # What the observation reads (in BatchObserver's argument order) is kept in the first n
+        # rows of arrays twice as long: a step that ends episodes copies their last states into
+        # the rows after, and observes all at once.
+        self._seen_state = [np.zeros((2 * n,) + shape, dtype=np.int64) for shape in ((), (cfg.n_cubes,), (), ())]
+        self._agent, self._cubes, self._target, self._shown = (whole[:n] for whole in self._seen_state)
         self._phase = np.zeros(n, dtype=np.int64)
         self._phase_steps = np.zeros(n, dtype=np.int64)
         self._steps = np.zeros(n, dtype=np.int64)
-        self._shown = np.zeros(n, dtype=np.int64)
-        self._cubes = np.zeros((n, cfg.n_cubes), dtype=np.int64)
+        self._goal = np.zeros(n, dtype=np.int64)  # the target cube's cell, kept with _cubes
         self._init_rngs(n)
-        self._words = RawWords(n)
+        # Words one step may use: N teleport uniforms and a cell per movable cube, or a phase
+        # change's 2; then a restart's N + 2. Every sub-env's first N (or 2) are looked at at once.
+        movable = cfg.n_cubes - (0 if cfg.teleport_target else 1) if cfg.draws_teleports else 0
+        width = max(cfg.n_cubes if cfg.draws_teleports else 0, 2 if cfg.n_phases > 1 else 0)
+        self._words = _PeekedWords(n, width, max(cfg.n_cubes + movable, width) + cfg.n_cubes + 2)
+        if cfg.draws_teleports:
+            self._bound = teleport_bound(cfg)
+        self._observer = BatchObserver(cfg, n)
+        # The next cell, by cell * 5 + action (a move into the wall stays).
+        y, x = np.divmod(np.arange(cfg.cells)[:, None], cfg.grid_size)
+        top = cfg.grid_size - 1
+        self._move = (np.clip(y + _DY, 0, top) * cfg.grid_size + np.clip(x + _DX, 0, top)).reshape(-1)
+        self._first_cube = np.arange(n) * cfg.n_cubes  # flat index of each sub-env's cube 0
+        self._cube_id = np.arange(cfg.n_cubes)[:, None]
         self._all_true = np.ones(n, dtype=bool)
-        self._rows = np.arange(n)
         self._needs_reset = True
 
     @property
@@ -702,21 +905,20 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         idx = np.flatnonzero(mask)
         self._words.sync(self._rngs)  # a kept generator continues where its single env would
         self._seed_sub_envs(idx, seeds)
-        self._restart(idx)
+        self._restart(idx, self._words.take(self._rngs, idx, self.config.n_cubes + 2).T)
         self._needs_reset = False
         return self._observe(), {"cue": mask.copy(), "_cue": mask.copy()}
 
-    def _restart(self, idx: np.ndarray) -> None:
-        cfg = self.config
-        words = self._words.take(self._rngs, idx, cfg.n_cubes + 2)
-        self._agent[idx], self._cubes[idx], self._target[idx] = draw_layouts(words, cfg)
+    def _restart(self, idx: np.ndarray, words: np.ndarray) -> None:
+        """New episodes in sub-envs ``idx`` from their next ``words uint64[N + 2, len(idx)]``."""
+        agent, cubes, target = draw_layouts(words, self.config)  # cubes: [N, len(idx)]
+        self._agent[idx], self._cubes[idx], self._target[idx] = agent, cubes.T, target
+        self._goal[idx] = cubes.reshape(-1).take(target * len(idx) + np.arange(len(idx)))
         self._phase[idx] = self._phase_steps[idx] = self._steps[idx] = 0
         self._shown[idx] = FULL
 
-    def _observe(self, idx: np.ndarray | None = None) -> np.ndarray:
-        if idx is None:
-            return observe(self.config, self._agent, self._cubes, self._target, self._shown)
-        return observe(self.config, self._agent[idx], self._cubes[idx], self._target[idx], self._shown[idx])
+    def _observe(self) -> np.ndarray:
+        return self._observer(self._agent, self._cubes, self._target, self._shown)
 
     def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """One step of every sub-env; ended episodes restart in the same step (SAME_STEP)."""
@@ -725,51 +927,81 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         a = np.asarray(actions)
         if a.shape != (self.num_envs,):
             raise ValueError(f"ColorCubesVec: actions must have shape ({self.num_envs},), got {a.shape}")
-        if a.min() < 0 or a.max() > 4:
-            raise ValueError("ColorCubesVec: actions must be in 0..4")
-        cfg, g, take = self.config, self.config.grid_size, self._words.take
+        if a.dtype != np.int64:
+            if a.dtype.kind not in "iu" or a.min() < 0 or a.max() > 4:
+                raise ValueError("ColorCubesVec: actions must be integers in 0..4")
+            a = a.astype(np.int64)
+        elif a.view(np.uint64).max() > 4:  # one pass: negative int64 are huge as uint64
+            raise ValueError("ColorCubesVec: actions must be integers in 0..4")
+        cfg, n, b = self.config, self.config.n_cubes, self.num_envs
 
         self._steps += 1
         self._phase_steps += 1
-        y, x = np.divmod(self._agent, g)
-        self._agent = np.clip(y + _DY[a], 0, g - 1) * g + np.clip(x + _DX[a], 0, g - 1)
-        reached = self._agent == self._cubes[self._rows, self._target]
+        np.take(self._move, self._agent * 5 + a, out=self._agent, mode="wrap")  # in place (a view, see __init__)
+        reached = self._agent == self._goal
         reward = np.where(reached, cfg.target_reward, cfg.step_penalty)
         self._phase += reached
-        success = reached & (self._phase == cfg.n_phases)
-        terminated = success
-        self._shown[:] = HIDDEN
-        # Per sub-env, draws come in the single env's order: phase change or teleports, then reset.
-        changed = (reached & ~success).nonzero()[0]
+        terminated = success = reached & (self._phase == cfg.n_phases)
+        shown = self._shown
+        shown.fill(HIDDEN)
+        # Per sub-env, draws come in the single env's order: a phase change or teleports, both
+        # from its next words (one look serves all sub-envs), then a restart's layout.
+        words = self._words.peek(self._rngs)
+        if cfg.draws_teleports:
+            waiting = ~reached  # a sub-env that reached its target draws no teleports
+            movers = words[:n] <= self._bound  # [cube, sub-env]
+            movers &= waiting
+            if not cfg.teleport_target:
+                movers &= self._cube_id != self._target
+            moved = np.flatnonzero(movers)  # by cube, then sub-env
+            used = waiting * n
+            if len(moved):
+                cube = moved // b
+                env = moved - cube * b
+                # Its place among its sub-env's movers: a running count down the cubes.
+                running = movers.astype(np.int32)
+                for i in range(1, n):
+                    running[i] += running[i - 1]
+                rank = running.reshape(-1).take(moved) - 1
+                cells = self._words.words_at(env, n + rank)  # after the N uniforms
+                apply_teleports_rows(cells, cfg, self._agent, self._cubes, env, cube, rank)
+                shown[env] = POSITIONS if cfg.hide_colours else FULL
+                used += np.bincount(env, minlength=b)
+                if cfg.teleport_target:
+                    self._goal = self._cubes.reshape(-1).take(self._first_cube + self._target)
+        else:
+            used = np.zeros(b, dtype=np.int64)
+        changed = np.flatnonzero(reached ^ success)  # reached, and the episode goes on
         if len(changed):
-            cubes = self._cubes[changed]
-            self._target[changed] = draw_phase_changes(take(self._rngs, changed, 2), cfg, cubes, self._target[changed])
+            cubes, target = self._cubes.take(changed, axis=0), self._target.take(changed)
+            target = draw_phase_changes(words[:2].take(changed, axis=1), cfg, cubes, target)
+            self._target[changed] = target
             self._cubes[changed] = cubes
+            self._goal[changed] = cubes.reshape(-1).take(np.arange(len(changed)) * n + target)
             self._phase_steps[changed] = 0
-            self._shown[changed] = FULL
-        idx = (~reached).nonzero()[0]
-        if cfg.draws_teleports and len(idx):
-            mask = teleport_mask(take(self._rngs, idx, cfg.n_cubes), self._target[idx], cfg)
-            moved = mask.any(axis=1)
-            if moved.any():
-                env_of, movers = idx[moved], mask[moved]
-                cubes = self._cubes[env_of]
-                words = take(self._rngs, env_of, movers.sum(axis=1))
-                apply_teleports_rows(words, cfg, self._agent[env_of], cubes, movers)
-                self._cubes[env_of] = cubes
-                self._shown[env_of] = POSITIONS if cfg.hide_colours else FULL
+            shown[changed] = FULL
+            used[changed] = 2
+        self._words.skip(used)
         truncated = (self._phase_steps >= cfg.max_phase_steps) & ~terminated
 
-        obs = self._observe()
-        cue = self._shown == FULL
+        cue = shown == FULL
         done = terminated | truncated
         info: dict[str, Any] = {}
-        done_idx = done.nonzero()[0]
-        if len(done_idx):
-            add_final(info, obs, done, {"cue": cue, "success": success})
-            self._restart(done_idx)
-            obs[done_idx] = self._observe(done_idx)
+        ended = np.flatnonzero(done)
+        if len(ended):
+            # One observer call makes the ended episodes' last observations and every sub-env's
+            # next: their states from before the restart ride along at the end of the batch.
+            rows = b + len(ended)
+            for whole in self._seen_state:  # the ended sub-envs' last states, after everyone's
+                np.take(whole[:b], ended, axis=0, out=whole[b:rows], mode="wrap")
+            self._restart(ended, self._words.take_buffered(ended, n + 2))
+            both = self._observer(*(whole[:rows] for whole in self._seen_state))
+            obs, final = both[:b], np.empty_like(both[:b])
+            final[ended] = both[b:]  # add_final reads an ended sub-env's row at its own index
+            add_final(info, final, done, {"cue": cue, "success": success})
             cue = cue | done
+        else:
+            obs = self._observe()
         info["cue"], info["_cue"] = cue, self._all_true.copy()
         return obs, reward, terminated, truncated, info
 
@@ -788,8 +1020,7 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         if self._needs_reset:
             raise ResetNeeded("ColorCubesVec: call reset() before get_state()")
         state = {k: getattr(self, f"_{k}").copy() for k in _SCALARS + ("cubes",)}
-        self._words.sync(self._rngs)
-        state["rng"] = self._rng_state()
+        state["rng"] = self._words.synced_states(self._rngs)
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -802,6 +1033,7 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
                 raise ConfigError(f"ColorCubesVec.set_state: {k!r} has shape {v.shape}, expected {shape}")
             if k != "rng":
                 getattr(self, f"_{k}")[:] = v
+        self._goal = self._cubes.reshape(-1).take(self._first_cube + self._target)
         self._set_rng_state(state["rng"])
         self._words.drop()
         self._needs_reset = False
