@@ -216,7 +216,7 @@ def limit_sps(cfg: RunConfig, seconds: float, warmup: float) -> float:
 
     def update() -> None:
         for _ in range(p.update_epochs * p.num_minibatches):
-            out, _ = policy(obs, state, start)
+            out = policy.replay(obs, state, start)  # what the PPO update calls
             new_logp, entropy = policy.log_prob_entropy(out.params, actions)
             loss, _ = ppo_loss(
                 new_logp, old_logp, normalize(advantages), out.value, old_value, returns, entropy,
