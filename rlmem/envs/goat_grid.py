@@ -159,6 +159,7 @@ __all__ = [
     "VOCAB",
     "DoorRecord",
     "GoalSpec",
+    "LifelongGoals",
     "GoatGrid",
     "GoatGridConfig",
     "GoatOracle",
@@ -577,7 +578,45 @@ def _keeps_floor_connected(blocked: np.ndarray, objects: set[tuple[int, int]], c
 # --------------------------------------------------------------------------- the env
 
 
-class GoatGrid(MiniGridEnv):
+class LifelongGoals:
+    """What GoatGrid and GoatWorld share about a lifelong episode: the goal as the agent is
+    told it, and the end-of-episode summary in ``info``. Reads the env's ``_subgoals``,
+    ``_k`` (current subgoal), ``_instances``, ``_tokens``, ``_goal_image``, ``_taken`` (steps
+    spent on this subgoal), ``_results`` ((success, spl, modality) per finished subgoal) and
+    ``config.subgoal_budget``."""
+
+    def goal_spec(self) -> GoalSpec:
+        """The current goal as the agent is told it (no instance id or position)."""
+        if not self._subgoals:
+            raise ResetNeeded(f"{type(self).__name__}: call reset() before goal_spec()")
+        sub = self._subgoals[self._k]
+        return GoalSpec(
+            modality=sub.modality,
+            category=self._instances[sub.target].category,
+            text=sub.text,
+            tokens=self._tokens.copy(),
+            image=self._goal_image.copy() if sub.modality == "image" else None,
+            subgoal_index=self._k,
+            n_subgoals=len(self._subgoals),
+            steps_left=self.config.subgoal_budget - self._taken,
+        )
+
+    def _episode_summary(self) -> dict[str, Any]:
+        ok = np.array([r[0] for r in self._results], dtype=bool)
+        spls = np.array([r[1] for r in self._results], dtype=np.float64)
+        return {
+            "success": bool(ok.all()),
+            "subgoal_success_rate": float(ok.mean()),
+            "spl_mean": float(spls.mean()),
+            "n_subgoals": len(self._results),
+            # tuples, not arrays: SyncVectorEnv batches arrays only when all have one shape
+            "subgoal_successes": tuple(bool(v) for v in ok),
+            "subgoal_spls": tuple(float(v) for v in spls),
+            "subgoal_modalities": tuple(r[2] for r in self._results),
+        }
+
+
+class GoatGrid(LifelongGoals, MiniGridEnv):
     """GOAT-style lifelong multimodal navigation on MiniGrid (see the module docstring)."""
 
     metadata = METADATA
@@ -938,20 +977,6 @@ class GoatGrid(MiniGridEnv):
             reward += cfg.shaping * (d_before - self._distance())
         return self._obs(), float(reward), terminated, False, info
 
-    def _episode_summary(self) -> dict[str, Any]:
-        ok = np.array([r[0] for r in self._results], dtype=bool)
-        spls = np.array([r[1] for r in self._results], dtype=np.float64)
-        return {
-            "success": bool(ok.all()),
-            "subgoal_success_rate": float(ok.mean()),
-            "spl_mean": float(spls.mean()),
-            "n_subgoals": len(self._results),
-            # tuples, not arrays: SyncVectorEnv batches arrays only when all have one shape
-            "subgoal_successes": tuple(bool(v) for v in ok),
-            "subgoal_spls": tuple(float(v) for v in spls),
-            "subgoal_modalities": tuple(r[2] for r in self._results),
-        }
-
     def _obs(self) -> dict[str, Any]:
         sub = self._subgoals[self._k]
         image = self.gen_obs()["image"] if self.config.obs_mode == "symbolic" else self.egocentric_rgb()
@@ -1009,22 +1034,6 @@ class GoatGrid(MiniGridEnv):
             return self.get_pov_render(tile_size)
         finally:
             self.agent_pos, self.agent_dir = saved
-
-    def goal_spec(self) -> GoalSpec:
-        """The current goal as the agent is told it (no instance id or position)."""
-        if not self._subgoals:
-            raise ResetNeeded("GoatGrid: call reset() before goal_spec()")
-        sub = self._subgoals[self._k]
-        return GoalSpec(
-            modality=sub.modality,
-            category=self._instances[sub.target].category,
-            text=sub.text,
-            tokens=self._tokens.copy(),
-            image=self._goal_image.copy() if sub.modality == "image" else None,
-            subgoal_index=self._k,
-            n_subgoals=len(self._subgoals),
-            steps_left=self.config.subgoal_budget - self._taken,
-        )
 
     @property
     def oracle(self) -> GoatOracle:

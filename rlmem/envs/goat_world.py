@@ -152,6 +152,7 @@ from minigrid.core.constants import COLOR_NAMES
 
 from rlmem.envs._vec import is_int
 from rlmem.envs.goat_grid import (
+    LifelongGoals,
     ACTION_NAMES,
     CATEGORIES,
     FORWARD,
@@ -161,7 +162,6 @@ from rlmem.envs.goat_grid import (
     RIGHT,
     STOP,
     VOCAB,
-    GoalSpec,
     SubgoalOracle,
     check_house_fields,
     tokenize,
@@ -769,7 +769,7 @@ def _miniworld() -> SimpleNamespace:
 # --------------------------------------------------------------------------- the env
 
 
-class GoatWorld(gym.Env):
+class GoatWorld(LifelongGoals, gym.Env):
     """GOAT-style lifelong multimodal navigation in a MiniWorld house (see the module docstring)."""
 
     metadata = METADATA
@@ -1180,20 +1180,6 @@ class GoatWorld(gym.Env):
         self._image = world.render_obs()
         return self._obs(), float(reward), terminated, False, info
 
-    def _episode_summary(self) -> dict[str, Any]:
-        ok = np.array([r[0] for r in self._results], dtype=bool)
-        spls = np.array([r[1] for r in self._results], dtype=np.float64)
-        return {
-            "success": bool(ok.all()),
-            "subgoal_success_rate": float(ok.mean()),
-            "spl_mean": float(spls.mean()),
-            "n_subgoals": len(self._results),
-            # tuples, not arrays: SyncVectorEnv batches arrays only when all have one shape
-            "subgoal_successes": tuple(bool(v) for v in ok),
-            "subgoal_spls": tuple(float(v) for v in spls),
-            "subgoal_modalities": tuple(r[2] for r in self._results),
-        }
-
     def _obs(self) -> dict[str, Any]:
         sub = self._subgoals[self._k]
         return {
@@ -1264,22 +1250,6 @@ class GoatWorld(gym.Env):
             return self._world.render_obs()
         finally:
             agent.pos, agent.dir = saved_pos, saved_dir
-
-    def goal_spec(self) -> GoalSpec:
-        """The current goal as the agent is told it (no instance id or position)."""
-        if not self._subgoals:
-            raise ResetNeeded("GoatWorld: call reset() before goal_spec()")
-        sub = self._subgoals[self._k]
-        return GoalSpec(
-            modality=sub.modality,
-            category=self._instances[sub.target].category,
-            text=sub.text,
-            tokens=self._tokens.copy(),
-            image=self._goal_image.copy() if sub.modality == "image" else None,
-            subgoal_index=self._k,
-            n_subgoals=len(self._subgoals),
-            steps_left=self.config.subgoal_budget - self._taken,
-        )
 
     @property
     def oracle(self) -> GoatWorldOracle:
