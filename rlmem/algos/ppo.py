@@ -31,6 +31,7 @@ from rlmem.envs.vector import make_vec_env
 from rlmem.memory import index_state, map_state
 from rlmem.runs import Run, from_safe, to_safe
 
+
 def train(
     cfg: RunConfig,
     run: Run | None = None,

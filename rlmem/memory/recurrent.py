@@ -7,7 +7,7 @@ Training replays chunks of T = 128 steps in which episodes start anywhere, often
 times per env. Stepping ``nn.GRU``/``nn.LSTM`` one step at a time in Python (what
 sb3-contrib does when a sequence holds a reset) makes the interpreter loop dominate the
 update on CPU at the small per-minibatch batches PPO uses, so a chunk goes through one
-of three exact paths, each a single call of the fused ``nn.GRU``/``nn.LSTM``:
+of three exact paths, each a single fused call (no Python loop over time):
 
 1. ``T == 1`` (acting): reset the state where ``start[0]`` with ``torch.where``, then one
    fused cell call per layer (``torch.lstm_cell`` / ``torch.gru_cell``).
