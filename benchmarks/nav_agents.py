@@ -53,9 +53,9 @@ from rlmem.algos.modular import EpisodeResult, evaluate_agent, make_agent  # noq
 from rlmem.config import parse_inline_table  # noqa: E402
 from rlmem.envs.goat_grid import MODALITIES, OracleAgent  # noqa: E402
 from rlmem.envs.vector import make_env  # noqa: E402
-from rlmem.agents.obs import to_tensor, unsqueeze  # noqa: E402
 from rlmem.evaluate import EVAL_SEED_OFFSET, load_policy  # noqa: E402
 from rlmem.runs import Run  # noqa: E402
+from rlmem.video import policy_actor  # noqa: E402
 
 AGENTS = {"goat-modular": "semantic_map", "smg": "spatial_graph", "memoryless": "memoryless"}
 DEFAULT_SETTINGS = ["", "subgoal_budget = 40", "subgoal_budget = 40, closed_door_prob = 0.0"]
@@ -82,17 +82,15 @@ def play_oracle(env_id: str, env_kwargs: dict, episodes: int, seed: int) -> list
 def play_learned(run_dir: str, env_id: str, env_kwargs: dict, episodes: int, seed: int) -> list[EpisodeResult]:
     """A trained PPO/GRPO run's newest checkpoint, greedy, on the same seeds as the other agents."""
     policy, _ = load_policy(Run.open(run_dir))
+    act = policy_actor(policy, deterministic=True)  # steps it as training does (T = B = 1)
     env, out = make_env(env_id, env_kwargs), []
     for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        state, start, total, steps = policy.initial_state(1), True, 0.0, 0
+        obs, info = env.reset(seed=seed + i)
+        total, steps = 0.0, 0
         while True:
-            batch = {k: np.asarray(v)[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
-            with torch.no_grad():
-                pout, state = policy(unsqueeze(to_tensor(batch)), state, torch.tensor([[start]]))
-                action, _ = policy.sample(pout.params[0], deterministic=True)
-            obs, r, term, trunc, info = env.step(policy.env_action(action)[0])
-            total, steps, start = total + r, steps + 1, False
+            action, _ = act(obs, info, steps == 0)
+            obs, r, term, trunc, info = env.step(action)
+            total, steps = total + r, steps + 1
             if term or trunc:
                 break
         out.append(EpisodeResult(seed + i, info["success"], total, steps, info["subgoal_successes"],
