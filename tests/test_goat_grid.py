@@ -422,12 +422,29 @@ def test_shaping_rewards_progress():
     env.reset(seed=6)
     for _ in range(30):
         _, reward, term, _, info = env.step(agent.act(env))
-        if "spl" in info:
-            assert reward == pytest.approx(1.0 - env.config.step_penalty)
+        if "spl" in info:  # the stop (d = 1) succeeds; the potential moves on to the next subgoal
+            d_next = 0 if term else env._distance()
+            assert reward == pytest.approx(1.0 - env.config.step_penalty + 0.1 * (1 - d_next))
         else:  # every oracle action brings the goal one action closer
             assert reward == pytest.approx(0.1 - env.config.step_penalty)
         if term:
             break
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_shaping_is_potential_based_so_no_policy_can_farm_it(seed):
+    """Random actions (stops, toggles, wandering): an episode's shaping sums to shaping * d of the
+    first subgoal's start, as for any policy (Ng et al. 1999), so stopping early earns nothing."""
+    env = GoatGrid(**{**SMALL, "shaping": 0.1})
+    env.reset(seed=seed)
+    d0, rng, shaping = env._distance(), np.random.default_rng(seed), 0.0
+    while True:
+        _, reward, term, _, info = env.step(int(rng.integers(5)))
+        success = info.get("subgoal_success", False)
+        shaping += reward + env.config.step_penalty - (1.0 if success else 0.0)
+        if term:
+            break
+    assert shaping == pytest.approx(0.1 * d0)
 
 
 # --------------------------------------------------------------------------- interfaces

@@ -334,7 +334,8 @@ def test_shaping_rewards_geodesic_progress():
     for t in range(12):
         before = o.geodesic()
         _, reward, _, _, info = e.step(agent.act(e) if t % 3 else LEFT)
-        if "spl" in info:
+        if "spl" in info:  # the subgoal ends: the potential moves on to the next subgoal
+            assert reward == pytest.approx(-0.01 + before - o.geodesic() + (1.0 if info["subgoal_success"] else 0.0))
             break
         assert reward == pytest.approx(-0.01 + before - o.geodesic())
         progress += reward + 0.01

@@ -72,9 +72,16 @@ After a step that ends a subgoal, the observation already shows the *next* subgo
 Rewards
 -------
 ``success_reward`` (+1) for a successful ``stop``; ``-step_penalty`` (0.01) on every step
-(the ``stop`` included). Optional shaping (``shaping > 0``, default off): ``shaping *
-(d_before - d_after)`` on steps that do not end a subgoal, with ``d`` the shortest number
-of actions to success (:func:`shortest_path_length`) from the agent's pose.
+(the ``stop`` included). Optional shaping (``shaping > 0``, default off), potential-based
+(Ng et al. 1999): the potential is ``-shaping * d``, with ``d`` the shortest number of
+actions to success (:func:`shortest_path_length`) of the *current* subgoal from the agent's
+pose, and 0 once the last subgoal has ended; every step adds ``potential(after) -
+potential(before)``, i.e. ``shaping * (d_before - d_after)``, where a step that ends a
+subgoal measures ``d_after`` to the next subgoal (0 after the last). An episode's shaping
+therefore sums to ``shaping * d`` of its first subgoal's start, whatever the agent does:
+walking part of the way and then stopping earns nothing over the success reward, and the
+optimal policy is unchanged; the shaping only tells each step whether it brought the goal
+closer.
 
 Success and SPL
 ---------------
@@ -237,7 +244,7 @@ class GoatGridConfig:
     step_penalty: float = 0.01
     """Subtracted from the reward of every step."""
     shaping: float = 0.0
-    """Coefficient of the shortest-path progress reward (0 = off)."""
+    """Coefficient of the potential-based shortest-path shaping (0 = off; see Rewards)."""
 
     def __post_init__(self) -> None:
         who = "GoatGrid"
@@ -973,8 +980,8 @@ class GoatGrid(LifelongGoals, MiniGridEnv):
             else:
                 terminated, self._active = True, False
                 info.update(self._episode_summary())
-        elif cfg.shaping:
-            reward += cfg.shaping * (d_before - self._distance())
+        if cfg.shaping:  # potential-based (see Rewards): after the last subgoal the potential is 0
+            reward += cfg.shaping * (d_before - (0 if terminated else self._distance()))
         return self._obs(), float(reward), terminated, False, info
 
     def _obs(self) -> dict[str, Any]:

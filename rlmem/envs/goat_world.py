@@ -64,8 +64,11 @@ After a step that ends a subgoal, the observation already shows the next subgoal
 Rewards
 -------
 ``success_reward`` (+1) for a successful ``stop``; ``-step_penalty`` (0.01) on every step.
-Optional shaping (``shaping > 0``, default off): ``shaping * (d_before - d_after)`` on steps that
-do not end a subgoal, with ``d`` the geodesic distance in metres to the success region.
+Optional shaping (``shaping > 0``, default off), potential-based as in :mod:`rlmem.envs.goat_grid`
+with ``d`` the geodesic distance in metres to the current subgoal's success region (0 after the
+last subgoal): every step adds ``shaping * (d_before - d_after)``, a step that ends a subgoal
+measuring ``d_after`` to the next one, so an episode's shaping sums to ``shaping * d`` of its
+start whatever the agent does.
 
 Success and SPL
 ---------------
@@ -267,7 +270,7 @@ class GoatWorldConfig:
     step_penalty: float = 0.01
     """Subtracted from the reward of every step."""
     shaping: float = 0.0
-    """Coefficient of the geodesic progress reward (per metre; 0 = off)."""
+    """Coefficient of the potential-based geodesic shaping (per metre; 0 = off; see Rewards)."""
 
     def __post_init__(self) -> None:
         who = "GoatWorld"
@@ -1175,8 +1178,8 @@ class GoatWorld(LifelongGoals, gym.Env):
             else:
                 terminated, self._active = True, False
                 info.update(self._episode_summary())
-        elif cfg.shaping:
-            reward += cfg.shaping * (d_before - self._geodesic())
+        if cfg.shaping:  # potential-based (see Rewards): after the last subgoal the potential is 0
+            reward += cfg.shaping * (d_before - (0.0 if terminated else self._geodesic()))
         self._image = world.render_obs()
         return self._obs(), float(reward), terminated, False, info
 
