@@ -431,6 +431,21 @@ def test_shaping_rewards_progress():
             break
 
 
+def test_wrong_stop_penalty_applies_to_failed_stops_only():
+    env = GoatGrid(**{**SMALL, "wrong_stop_penalty": 0.5})
+    agent = OracleAgent()
+    env.reset(seed=6)
+    _, reward, _, _, info = env.step(STOP)  # (checked) seed 6 does not start facing a goal
+    assert info["subgoal_success"] is False and reward == pytest.approx(-0.01 - 0.5)
+    while True:  # the oracle's stops succeed: no penalty
+        _, reward, term, _, info = env.step(agent.act(env))
+        if "spl" in info:
+            assert info["subgoal_success"] and reward == pytest.approx(1.0 - 0.01)
+            break
+    with pytest.raises(ConfigError, match="wrong_stop_penalty"):
+        GoatGrid(**{**SMALL, "wrong_stop_penalty": "a lot"})
+
+
 @pytest.mark.parametrize("seed", [6, 7])
 def test_shaping_is_potential_based_so_no_policy_can_farm_it(seed):
     """Random actions (stops, toggles, wandering): an episode's shaping sums to shaping * d of the

@@ -71,8 +71,8 @@ After a step that ends a subgoal, the observation already shows the *next* subgo
 
 Rewards
 -------
-``success_reward`` (+1) for a successful ``stop``; ``-step_penalty`` (0.01) on every step
-(the ``stop`` included). Optional shaping (``shaping > 0``, default off), potential-based
+``success_reward`` (+1) for a successful ``stop``; ``-wrong_stop_penalty`` (default 0) for a
+failed one; ``-step_penalty`` (0.01) on every step (the ``stop`` included). Optional shaping (``shaping > 0``, default off), potential-based
 (Ng et al. 1999): the potential is ``-shaping * d``, with ``d`` the shortest number of
 actions to success (:func:`shortest_path_length`) of the *current* subgoal from the agent's
 pose, and 0 once the last subgoal has ended; every step adds ``potential(after) -
@@ -243,6 +243,9 @@ class GoatGridConfig:
     """Reward of a successful ``stop``."""
     step_penalty: float = 0.01
     """Subtracted from the reward of every step."""
+    wrong_stop_penalty: float = 0.0
+    """Subtracted from the reward of a ``stop`` that fails (0 = GOAT-Bench's rule; a training aid:
+    without it a learning agent quits every subgoal early, since a wrong stop costs nothing)."""
     shaping: float = 0.0
     """Coefficient of the potential-based shortest-path shaping (0 = off; see Rewards)."""
 
@@ -325,7 +328,7 @@ def check_house_fields(cfg: Any, who: str) -> None:
         raise ConfigError(f"{who}: need min_subgoals <= max_subgoals, got {cfg.min_subgoals} > {cfg.max_subgoals}")
     for name, valid in (("categories", CATEGORIES), ("colors", tuple(COLOR_NAMES)), ("modalities", MODALITIES)):
         object.__setattr__(cfg, name, _names(getattr(cfg, name), valid, name, who))
-    for name in ("success_reward", "step_penalty", "shaping"):
+    for name in ("success_reward", "step_penalty", "wrong_stop_penalty", "shaping"):
         v = getattr(cfg, name)
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
             raise ConfigError(f"{who}: {name} must be a finite number, got {v!r}")
@@ -972,7 +975,7 @@ class GoatGrid(LifelongGoals, MiniGridEnv):
         terminated = False
         if a == STOP or self._taken >= cfg.subgoal_budget:
             score = spl(success, self._shortest, self._taken)
-            reward += cfg.success_reward if success else 0.0
+            reward += cfg.success_reward if success else (-cfg.wrong_stop_penalty if a == STOP else 0.0)
             info.update(subgoal_success=success, spl=score, shortest=self._shortest, taken=self._taken)
             self._results.append((success, score, sub.modality))
             if self._k + 1 < len(self._subgoals):

@@ -63,7 +63,8 @@ After a step that ends a subgoal, the observation already shows the next subgoal
 
 Rewards
 -------
-``success_reward`` (+1) for a successful ``stop``; ``-step_penalty`` (0.01) on every step.
+``success_reward`` (+1) for a successful ``stop``; ``-wrong_stop_penalty`` (default 0) for a
+failed one; ``-step_penalty`` (0.01) on every step.
 Optional shaping (``shaping > 0``, default off), potential-based as in :mod:`rlmem.envs.goat_grid`
 with ``d`` the geodesic distance in metres to the current subgoal's success region (0 after the
 last subgoal): every step adds ``shaping * (d_before - d_after)``, a step that ends a subgoal
@@ -269,6 +270,9 @@ class GoatWorldConfig:
     """Reward of a successful ``stop``."""
     step_penalty: float = 0.01
     """Subtracted from the reward of every step."""
+    wrong_stop_penalty: float = 0.0
+    """Subtracted from the reward of a ``stop`` that fails (0 = GOAT-Bench's rule; a training aid:
+    without it a learning agent quits every subgoal early, since a wrong stop costs nothing)."""
     shaping: float = 0.0
     """Coefficient of the potential-based geodesic shaping (per metre; 0 = off; see Rewards)."""
 
@@ -1170,7 +1174,7 @@ class GoatWorld(LifelongGoals, gym.Env):
         if a == STOP or self._taken >= cfg.subgoal_budget:
             taken = self._moves * cfg.forward_step
             score = path_spl(success, self._shortest, taken)
-            reward += cfg.success_reward if success else 0.0
+            reward += cfg.success_reward if success else (-cfg.wrong_stop_penalty if a == STOP else 0.0)
             info.update(subgoal_success=success, spl=score, shortest=float(self._shortest), taken=float(taken))
             self._results.append((success, score, sub.modality))
             if self._k + 1 < len(self._subgoals):
