@@ -268,20 +268,68 @@ def apply_teleports(
 
 
 def _mod(words: np.ndarray, m: int) -> np.ndarray:
-    """``words % m`` as int64 (uint64 arithmetic first: mixing it with int64 gives floats)."""
-    return (words % np.uint64(m)).astype(np.int64)
+    """``words % m`` as int64 (uint64 arithmetic first: mixing it with int64 gives floats; the
+    remainder is below 2**63, so reading its bits as int64 is exact and costs no pass)."""
+    return (words % np.uint64(m)).view(np.int64)
 
 
 _BEYOND = 1 << 40
-"""A sentinel cell beyond every grid: the last column of the ``occupied`` rows below."""
+"""A sentinel cell beyond every grid: pads the ``occupied`` rows below."""
+
+
+_KEY_SHIFT = 42
+"""Row ``r`` of a batch of occupied rows is sorted as keys ``cell + (r << 42)``: cells are below
+:data:`_BEYOND` (``2**40``), so one sort of all keys sorts every row, and stays within int64
+for batches of up to ``2**21`` rows."""
+
+_ROW_KEYS: dict[int, np.ndarray] = {}
+
+
+def _row_keys(rows: int, m: int) -> np.ndarray:
+    """``int64[rows * m]`` (read only): ``r << 42`` for each of the ``m`` entries of row ``r``.
+    Cached per ``m`` and grown by doubling: slices of it serve every batch size."""
+    keys = _ROW_KEYS.get(m)
+    if keys is None or len(keys) < rows * m:
+        keys = np.repeat(np.arange(max(64, 2 * rows), dtype=np.int64) << _KEY_SHIFT, m)
+        keys.flags.writeable = False
+        _ROW_KEYS[m] = keys
+    return keys[: rows * m]
 
 
 def _kth_free_rows(occupied: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Row-wise :func:`_kth_free`: ``occupied int64[E, M]`` sorted per row (duplicates allowed)
-    and ending with :data:`_BEYOND`, ``k int64[E]``. The loop stops at the first ``j`` with
-    ``occupied[j] > k + j`` (its ``k`` has grown by one per cell before), having added ``j``;
-    the sentinel makes sure there is such a ``j``."""
-    return k + (occupied - np.arange(occupied.shape[1]) > k[:, None]).argmax(axis=1)
+    """Row-wise :func:`_kth_free`: ``occupied int64[E, M]`` (C-contiguous) holds each row's
+    occupied cells in any order (a cell may appear twice, as in the single env: the agent on a
+    cube) and at least one :data:`_BEYOND`; it is overwritten here. ``k int64[E]``. Sorted,
+    the loop stops at the first ``j`` with ``occupied[j] > k + j`` (its ``k`` has grown by one
+    per cell before), having added ``j``; the sentinel makes sure there is such a ``j``.
+
+    Numpy's per-call cost shapes this: one stable sort of all rows' keys (see
+    :data:`_KEY_SHIFT`; already sorted runs make it cheap) instead of a sort per row, and the
+    comparison ``occupied[j] - k > j`` on flat, same-shape arrays (broadcasting a column over
+    short rows takes numpy's slow path).
+    """
+    e, m = occupied.shape
+    keys = occupied.reshape(-1)
+    keys += _row_keys(e, m)
+    keys -= k.repeat(m)  # a constant per row: the order within the row stays
+    keys.sort(kind="stable")
+    keys -= _row_keys(e, m)
+    j = (keys > _arange_tiled(e, m)).reshape(e, m).argmax(axis=1)
+    j += k
+    return j
+
+
+_TILED: dict[int, np.ndarray] = {}
+
+
+def _arange_tiled(rows: int, m: int) -> np.ndarray:
+    """``int64[rows * m]`` (read only): ``0..m-1`` repeated ``rows`` times, cached as :func:`_row_keys`."""
+    tiled = _TILED.get(m)
+    if tiled is None or len(tiled) < rows * m:
+        tiled = np.tile(np.arange(m, dtype=np.int64), max(64, 2 * rows))
+        tiled.flags.writeable = False
+        _TILED[m] = tiled
+    return tiled[: rows * m]
 
 
 @functools.lru_cache(maxsize=16)
@@ -294,20 +342,32 @@ def _layout_moduli(cfg: ColorCubesConfig) -> np.ndarray:
 
 def draw_layouts(words: np.ndarray, cfg: ColorCubesConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`draw_layout` for ``E`` sub-envs from word-major ``words uint64[N + 2, E]``:
-    ``(agent int64[E], cubes int64[N, E] (cube-major), target int64[E])``.
+    ``(agent int64[E], cubes int64[N, E] (cube-major), target int64[E])``, views of one array.
 
     Taking the ``d``-th cell out of the sorted free cells ``F`` leaves ``F(s_d(j))`` with
     ``s_d(j) = j + (j >= d)``. All cells start free, so with ``d_0`` the agent's draw and
     ``d_{i+1}`` cube ``i``'s, cube ``i`` lands on ``s_{d_0}(s_{d_1}(...s_{d_i}(d_{i+1})))``:
     the loop applies each ``s_{d_m}``, innermost first, to every cube at once (cube-major, so
-    each operation runs along the long sub-env axis).
+    each operation runs along the long sub-env axis). In place: step ``m`` reads draw ``d_m``
+    and changes only the rows after it.
     """
     n = cfg.n_cubes
-    d = (words % _layout_moduli(cfg)).astype(np.int64)
-    cubes = d[1 : n + 1].copy()
+    d = (words % _layout_moduli(cfg)).view(np.int64)  # as _mod, with one modulus per word
+    cubes = d[1 : n + 1]
     for m in range(n - 1, -1, -1):
         cubes[m:] += cubes[m:] >= d[m]
     return d[0], cubes, d[n + 1]
+
+
+def _next_targets(words: np.ndarray, target: np.ndarray, n: int) -> np.ndarray:
+    """:func:`draw_phase_change`'s new target colours (``int64[E]``) from its second words."""
+    if n == 1:
+        return target.copy()
+    new = _mod(words, n - 1)
+    new += target
+    new += 1
+    new %= n
+    return new
 
 
 def draw_phase_changes(
@@ -316,13 +376,10 @@ def draw_phase_changes(
     """:func:`draw_phase_change` for ``E`` sub-envs from word-major ``words uint64[2, E]``:
     moves the targets in ``cubes int64[E, N]`` (in place) and returns the new targets."""
     n = cfg.n_cubes
-    occupied = np.empty((len(target), n + 1), dtype=np.int64)
-    occupied[:, :n], occupied[:, n] = cubes, _BEYOND
-    occupied.sort(axis=1)
+    occupied = np.full((len(target), n + 1), _BEYOND, dtype=np.int64)
+    occupied[:, :n] = cubes
     cubes[np.arange(len(target)), target] = _kth_free_rows(occupied, _mod(words[0], cfg.cells - n))
-    if n == 1:
-        return target.copy()
-    return (target + 1 + _mod(words[1], n - 1)) % n
+    return _next_targets(words[1], target, n)
 
 
 def teleport_bound(cfg: ColorCubesConfig) -> np.uint64:
@@ -339,6 +396,23 @@ def teleport_bound(cfg: ColorCubesConfig) -> np.uint64:
     return np.uint64((math.ceil(cfg.p_teleport * 2.0**53) << 11) - 1)
 
 
+def _teleport_rounds(rows: np.ndarray, env: np.ndarray, at: np.ndarray, k: np.ndarray, rank: np.ndarray) -> None:
+    """The movers' cells, in place on ``rows int64[B, N + 2]`` (each sub-env's cube cells, its
+    agent's cell, :data:`_BEYOND`): mover ``j`` is entry ``at[j]`` of ``rows.reshape(-1)``, in
+    sub-env ``env[j]``'s row, the ``rank[j]``-th (from 0) mover of that sub-env in cube order,
+    and goes to its ``k[j]``-th free cell. Round ``r`` moves every sub-env's ``r``-th mover,
+    which sees the cells the earlier rounds left; most steps need one round."""
+    counts, ends = np.bincount(rank), [len(env)]
+    if len(counts) > 1:  # sort the movers by rank: each round is then a slice
+        order = rank.argsort()
+        env, at, k = env[order], at[order], k[order]
+        ends = counts.cumsum().tolist()
+    flat, start = rows.reshape(-1), 0
+    for end in ends:
+        flat[at[start:end]] = _kth_free_rows(rows.take(env[start:end], axis=0), k[start:end])
+        start = end
+
+
 def apply_teleports_rows(
     words: np.ndarray, cfg: ColorCubesConfig, agent: np.ndarray, cubes: np.ndarray, env: np.ndarray,
     cube: np.ndarray, rank: np.ndarray,
@@ -346,17 +420,12 @@ def apply_teleports_rows(
     """:func:`apply_teleports` for many sub-envs at once, in place on ``cubes int64[B, N]``
     (``agent int64[B]``): mover ``j`` is cube ``cube[j]`` of sub-env ``env[j]``, the
     ``rank[j]``-th mover of that sub-env in cube order, and draws its cell from ``words[j]``
-    (``uint64``). Round ``r`` moves every sub-env's ``r``-th mover, which sees the cells the
-    earlier rounds left."""
+    (``uint64``). The batched env runs :func:`_teleport_rounds` on its own state rows."""
     n = cfg.n_cubes
-    k = _mod(words, cfg.teleport_free_cells)
-    for r in range(int(rank.max()) + 1):
-        pick = np.flatnonzero(rank == r)
-        e = env.take(pick)
-        occupied = np.empty((len(e), n + 2), dtype=np.int64)
-        occupied[:, :n], occupied[:, n], occupied[:, n + 1] = cubes.take(e, axis=0), agent.take(e), _BEYOND
-        occupied.sort(axis=1)
-        cubes.reshape(-1)[e * n + cube.take(pick)] = _kth_free_rows(occupied, k.take(pick))
+    rows = np.full((len(agent), n + 2), _BEYOND, dtype=np.int64)
+    rows[:, :n], rows[:, n] = cubes, agent
+    _teleport_rounds(rows, env, env * (n + 2) + cube, _mod(words, cfg.teleport_free_cells), rank)
+    cubes[:] = rows[:, :n]
 
 
 # --------------------------------------------------------------------------- observation
@@ -406,6 +475,11 @@ def observe(
     return obs
 
 
+_PAIR_LIMIT = 1 << 20
+"""Grids with at most this many (agent cell, cube cell) pairs get :class:`BatchObserver`'s pair
+table (int32: 4 MiB at most, G <= 32); larger ones a table per cell offset."""
+
+
 class BatchObserver:
     """:func:`observe` for the batched env from per-config lookup tables, bit-identical to it
     (the tables hold observe's float64 expressions cast to float32).
@@ -415,10 +489,12 @@ class BatchObserver:
     remain -- the target colour, the cubes in view (cube flag and colour) -- and the position
     blocks only for the rows that show them.
 
-    Cubes in view: cells are re-encoded on a ``G x (2G - 1)`` grid (``wide``), where the
-    difference of two cells determines their row and column offsets, so
-    ``in_view[wide(cube) - wide(agent) + centre]`` is the window column of a cube at that
-    offset (its "cube" feature), or 0 when it is out of view.
+    Cubes in view: ``pair[agent * C + cube]`` is the column of a cube's "cube" feature in the
+    agent's window, or 0 when it is out of view (column 0 is the agent's row, never a window
+    feature). It is made from ``in_view``, which serves grids too large for it: cells are
+    re-encoded on a ``G x (2G - 1)`` grid (``wide``), where the difference of two cells
+    determines their row and column offsets, so ``in_view[wide(cube) - wide(agent) + centre]``
+    is the column of a cube at that offset.
     """
 
     def __init__(self, cfg: ColorCubesConfig, num_envs: int) -> None:
@@ -439,11 +515,15 @@ class BatchObserver:
         self.wide = y * span + x
         centre = (g - 1) * span + (g - 1)
         self.agent_shift = centre - self.wide
-        self.in_view = np.zeros(span * span, dtype=np.int64)
+        self.in_view = np.zeros(span * span, dtype=np.int32)
         near = min(r, g - 1)  # offsets beyond the grid never occur
         for dy in range(-near, near + 1):
             for dx in range(-near, near + 1):
                 self.in_view[centre + dy * span + dx] = base + ((dy + r) * w + dx + r) * feat + 1
+        self.pair = None
+        if cfg.cells**2 <= _PAIR_LIMIT:
+            agent, cube = np.divmod(np.arange(cfg.cells**2), cfg.cells)
+            self.pair = self.in_view.take(self.wide.take(cube) + self.agent_shift.take(agent))
         self.row_start = np.arange(2 * num_envs) * self.size  # up to num_envs extra rows (final observations)
         self.target_at = self.row_start + 2  # where each row's target one-hot starts
 
@@ -451,33 +531,47 @@ class BatchObserver:
         """``float32[B, obs_size]`` for ``agent int64[B]``, ``cubes int64[B, N]``, ``target int64[B]``,
         ``shown int64[B]`` (``B`` at most ``2 * num_envs``); equals ``observe(cfg, agent, cubes, target,
         shown)`` for every reachable state (``shown`` is ``POSITIONS`` only with ``hide_colours``)."""
+        full = np.flatnonzero(shown == FULL)
+        anonymous = np.flatnonzero(shown == POSITIONS) if self.config.hide_colours else None
+        return self.rows(np.ascontiguousarray(agent), cubes, target, full, anonymous)
+
+    def rows(
+        self, agent: np.ndarray, cubes: np.ndarray, target: np.ndarray, full: np.ndarray, anonymous: np.ndarray | None
+    ) -> np.ndarray:
+        """:meth:`__call__` with the rows to show given as index arrays: ``full`` (``shown == FULL``)
+        and ``anonymous`` (``shown == POSITIONS``; ``None`` without ``hide_colours``). ``agent``
+        must be contiguous (a strided index array costs a copy per call); ``cubes`` may be a
+        strided view."""
         b, n, cfg = len(agent), self.config.n_cubes, self.config
         obs = self.by_agent.take(agent, axis=0)
         flat = obs.reshape(-1)
-        row_start = self.row_start[:b]
         flat[self.target_at[:b] + target] = 1.0
-        # Cube-major ([N, B]) so the per-sub-env shift broadcasts along the long axis. The
-        # indices are valid by construction: mode="wrap" only skips the bounds check (~20%).
-        shifted = self.wide.take(cubes.T, mode="wrap")
-        shifted += self.agent_shift.take(agent)
-        column = self.in_view.take(shifted, mode="wrap")
-        seen = np.flatnonzero(column != 0)  # about one cube per window: scatter only those
+        # Cube-major ([N, B], C order: numpy would lay out a sum with cubes.T column by column,
+        # a loop of N elements per sub-env) so the per-sub-env terms broadcast along the long
+        # axis. The indices are valid by construction: mode="wrap" only skips the bounds check.
+        if self.pair is not None:
+            column = self.pair.take(np.add(cubes.T, agent * cfg.cells, order="C"), mode="wrap")
+        else:
+            shifted = self.wide.take(cubes.T, mode="wrap")
+            shifted += self.agent_shift.take(agent)
+            column = self.in_view.take(shifted, mode="wrap")
+        column = column.reshape(-1)
+        seen = (column != 0).nonzero()[0]  # about one cube per window: scatter only those (bool: a fast path)
         if len(seen):
             cube = seen // b
-            at = row_start.take(seen - cube * b) + column.reshape(-1).take(seen)
+            at = self.row_start.take(seen - cube * b)
+            at += column.take(seen)
             flat[at] = 1.0
             if not cfg.hide_colours:
-                flat[at + 1 + cube] = 1.0  # colour i is i + 1 columns after the cube feature
-        full = np.flatnonzero(shown == FULL)  # most steps show neither block
-        if len(full):
+                at += cube
+                flat[1:][at] = 1.0  # colour i is i + 1 columns after the cube feature
+        if len(full):  # most rows show neither block
             obs[full, 2 + n] = 1.0
-            obs[full, 3 + n : 3 + 3 * n] = self.pos.take(cubes.take(full, axis=0), axis=0).reshape(len(full), 2 * n)
-        if cfg.hide_colours:
-            anonymous = np.flatnonzero(shown == POSITIONS)
-            if len(anonymous):
-                obs[anonymous, 3 + 3 * n] = 1.0
-                cells = np.sort(cubes.take(anonymous, axis=0), axis=1)  # sorted by cell: order carries no identity
-                obs[anonymous, 4 + 3 * n : 4 + 5 * n] = self.pos.take(cells, axis=0).reshape(len(anonymous), 2 * n)
+            obs[full, 3 + n : 3 + 3 * n] = self.pos.take(cubes[full], axis=0).reshape(len(full), 2 * n)
+        if anonymous is not None and len(anonymous):
+            obs[anonymous, 3 + 3 * n] = 1.0
+            cells = np.sort(cubes[anonymous], axis=1)  # sorted by cell: order carries no identity
+            obs[anonymous, 4 + 3 * n : 4 + 5 * n] = self.pos.take(cells, axis=0).reshape(len(anonymous), 2 * n)
         return obs
 
 
@@ -760,11 +854,12 @@ class _PeekedWords(RawWords):
 
     def peek(self, rngs: list) -> np.ndarray:
         """``uint64[width, n]``: word ``j`` of every sub-env's next ``width``, left unread."""
-        for i in np.flatnonzero(self.pos > self.block - self.reserve).tolist():
+        for i in (self.pos > self.block - self.reserve).nonzero()[0].tolist():
             # The refill of RawWords.take: unread words to the front, then fresh ones.
-            left = self.block - self.pos[i]
-            self.buf[i, :left] = self.buf[i, self.pos[i] :]
-            self.buf[i, left:] = rngs[i].bit_generator.random_raw(self.block - left)
+            at = int(self.pos[i])
+            left = self.block - at
+            self.buf[i, :left] = self.buf[i, at:]
+            self.buf[i, left:] = rngs[i].bit_generator.random_raw(at)
             self.pos[i] = 0
         np.add(self._peek_at, self.pos, out=self._at)
         return self._flat.take(self._at, mode="wrap")  # in range: skip the check
@@ -772,6 +867,14 @@ class _PeekedWords(RawWords):
     def words_at(self, idx: np.ndarray, offset: np.ndarray) -> np.ndarray:
         """``uint64[len(idx)]``: word ``offset[j]`` (``< reserve``) of sub-env ``idx[j]``'s unread words."""
         return self._flat.take(self._row_start.take(idx) + self.pos.take(idx) + offset)
+
+    def peeked(self, first: int, idx: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        """``uint64[len(idx)]``: word ``first + offset[j]`` (``< reserve``) of sub-env ``idx[j]``,
+        counted from the last :meth:`peek` (``first < width``): :meth:`words_at` without the
+        position arithmetic, valid until the next :meth:`peek` whatever :meth:`skip` read."""
+        at = self._at[first].take(idx)
+        at += offset
+        return self._flat.take(at)
 
     def skip(self, counts: np.ndarray) -> None:
         """Read ``counts int64[n]`` words of each sub-env (at most ``reserve`` since :meth:`peek`)."""
@@ -864,21 +967,32 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         self.action_space = batch_space(self.single_action_space, n)
         self.observation_space = batch_space(self.single_observation_space, n)
 
-        # What the observation reads (in BatchObserver's argument order) is kept in the first n
-        # rows of arrays twice as long: a step that ends episodes copies their last states into
-        # the rows after, and observes all at once.
-        self._seen_state = [np.zeros((2 * n,) + shape, dtype=np.int64) for shape in ((), (cfg.n_cubes,), (), ())]
-        self._agent, self._cubes, self._target, self._shown = (whole[:n] for whole in self._seen_state)
+        # What the observation reads is kept in the first n rows of arrays twice as long: a step
+        # that ends episodes copies their last states into the rows after, and observes all at
+        # once. The cube cells sit in rows of N + 2 with the agent's cell (copied in before the
+        # teleport draws) and a sentinel: the rows the draws sort (_kth_free_rows).
+        c = cfg.n_cubes
+        self._cells = np.full((2 * n, c + 2), _BEYOND, dtype=np.int64)
+        self._cells_flat = self._cells.reshape(-1)
+        self._agent_rows, self._target_rows, self._shown_rows = (np.zeros(2 * n, dtype=np.int64) for _ in range(3))
+        self._cubes, self._agent = self._cells[:n, :c], self._agent_rows[:n]
+        self._target, self._shown = self._target_rows[:n], self._shown_rows[:n]
         self._phase = np.zeros(n, dtype=np.int64)
-        self._phase_steps = np.zeros(n, dtype=np.int64)
-        self._steps = np.zeros(n, dtype=np.int64)
-        self._goal = np.zeros(n, dtype=np.int64)  # the target cube's cell, kept with _cubes
+        # Step counts as differences of clock readings: nothing to add every step.
+        self._clock = 0  # step() calls so far
+        self._start = np.zeros(n, dtype=np.int64)  # clock at the episode's start
+        self._phase_start = np.zeros(n, dtype=np.int64)  # clock at the phase's start
+        self._goal = np.zeros(n, dtype=np.int64)  # the target cube's cell, kept with _cells
+        # Which cubes may teleport ([cube, sub-env]): all but the target, kept with _target.
+        self._others = None
+        if cfg.draws_teleports and not cfg.teleport_target:
+            self._others = np.ones((c, n), dtype=bool)
         self._init_rngs(n)
         # Words one step may use: N teleport uniforms and a cell per movable cube, or a phase
         # change's 2; then a restart's N + 2. Every sub-env's first N (or 2) are looked at at once.
-        movable = cfg.n_cubes - (0 if cfg.teleport_target else 1) if cfg.draws_teleports else 0
-        width = max(cfg.n_cubes if cfg.draws_teleports else 0, 2 if cfg.n_phases > 1 else 0)
-        self._words = _PeekedWords(n, width, max(cfg.n_cubes + movable, width) + cfg.n_cubes + 2)
+        movable = c - (0 if cfg.teleport_target else 1) if cfg.draws_teleports else 0
+        width = max(c if cfg.draws_teleports else 0, 2 if cfg.n_phases > 1 else 0)
+        self._words = _PeekedWords(n, width, max(c + movable, width) + c + 2)
         if cfg.draws_teleports:
             self._bound = teleport_bound(cfg)
         self._observer = BatchObserver(cfg, n)
@@ -886,8 +1000,11 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         y, x = np.divmod(np.arange(cfg.cells)[:, None], cfg.grid_size)
         top = cfg.grid_size - 1
         self._move = (np.clip(y + _DY, 0, top) * cfg.grid_size + np.clip(x + _DX, 0, top)).reshape(-1)
-        self._first_cube = np.arange(n) * cfg.n_cubes  # flat index of each sub-env's cube 0
-        self._cube_id = np.arange(cfg.n_cubes)[:, None]
+        self._row_at = np.arange(n) * (c + 2)  # flat index of each sub-env's row in _cells
+        self._cube_id = np.arange(c)[:, None]
+        self._count_dtype = np.int8 if 2 * c < 128 else np.int64  # mover counts (+ N) fit
+        self._n_words = np.full(n, c, dtype=self._count_dtype)  # N uniforms each
+        self._penalties = np.full(n, cfg.step_penalty)
         self._all_true = np.ones(n, dtype=bool)
         self._needs_reset = True
 
@@ -906,19 +1023,43 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         self._words.sync(self._rngs)  # a kept generator continues where its single env would
         self._seed_sub_envs(idx, seeds)
         self._restart(idx, self._words.take(self._rngs, idx, self.config.n_cubes + 2).T)
+        self._begin_phases(idx)
         self._needs_reset = False
-        return self._observe(), {"cue": mask.copy(), "_cue": mask.copy()}
+        return self._observe(self.num_envs), {"cue": mask.copy(), "_cue": mask.copy()}
 
-    def _restart(self, idx: np.ndarray, words: np.ndarray) -> None:
-        """New episodes in sub-envs ``idx`` from their next ``words uint64[N + 2, len(idx)]``."""
-        agent, cubes, target = draw_layouts(words, self.config)  # cubes: [N, len(idx)]
-        self._agent[idx], self._cubes[idx], self._target[idx] = agent, cubes.T, target
-        self._goal[idx] = cubes.reshape(-1).take(target * len(idx) + np.arange(len(idx)))
-        self._phase[idx] = self._phase_steps[idx] = self._steps[idx] = 0
+    def _follow_targets(self, idx: np.ndarray) -> None:
+        """The goal cells and the cubes that may teleport of sub-envs ``idx`` follow their targets."""
+        target = self._target[idx]
+        at = self._row_at[idx]
+        at += target
+        self._goal[idx] = self._cells_flat[at]
+        if self._others is not None:
+            self._others[:, idx] = self._cube_id != target
+
+    def _begin_phases(self, idx: np.ndarray) -> None:
+        """Sub-envs ``idx`` start a phase (their targets and cells set): the full view is shown."""
+        self._follow_targets(idx)
+        self._phase_start[idx] = self._clock
         self._shown[idx] = FULL
 
-    def _observe(self) -> np.ndarray:
-        return self._observer(self._agent, self._cubes, self._target, self._shown)
+    def _restart(self, idx: np.ndarray, words: np.ndarray) -> None:
+        """New episodes in sub-envs ``idx`` from their next ``words uint64[N + 2, len(idx)]``; the
+        caller then begins their first phase (:meth:`_begin_phases`)."""
+        agent, cubes, target = draw_layouts(words, self.config)  # cubes: [N, len(idx)]
+        self._cubes[idx], self._agent[idx], self._target[idx] = cubes.T, agent, target
+        self._phase[idx] = 0
+        self._start[idx] = self._clock
+
+    def _observe(self, rows: int, full: np.ndarray | None = None) -> np.ndarray:
+        """The observations of the first ``rows`` state rows; ``full`` (``bool[rows]``, optional)
+        is ``shown == FULL`` there."""
+        shown = self._shown_rows[:rows]
+        full = (shown == FULL) if full is None else full
+        anonymous = (shown == POSITIONS).nonzero()[0] if self.config.hide_colours else None
+        return self._observer.rows(
+            self._agent_rows[:rows], self._cells[:rows, : self.config.n_cubes], self._target_rows[:rows],
+            full.nonzero()[0], anonymous,
+        )  # fmt: skip
 
     def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """One step of every sub-env; ended episodes restart in the same step (SAME_STEP)."""
@@ -934,76 +1075,113 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         elif a.view(np.uint64).max() > 4:  # one pass: negative int64 are huge as uint64
             raise ValueError("ColorCubesVec: actions must be integers in 0..4")
         cfg, n, b = self.config, self.config.n_cubes, self.num_envs
+        self._clock = clock = self._clock + 1
 
-        self._steps += 1
-        self._phase_steps += 1
-        np.take(self._move, self._agent * 5 + a, out=self._agent, mode="wrap")  # in place (a view, see __init__)
-        reached = self._agent == self._goal
-        reward = np.where(reached, cfg.target_reward, cfg.step_penalty)
+        agent = self._agent
+        self._move.take(agent * 5 + a, out=agent, mode="wrap")  # in place (a view, see __init__)
+        reached = agent == self._goal
+        reached_at = reached.nonzero()[0]
+        reward = self._penalties.copy()
         self._phase += reached
-        terminated = success = reached & (self._phase == cfg.n_phases)
+        terminated = self._phase == cfg.n_phases  # only on the step that reaches the last target
         shown = self._shown
         shown.fill(HIDDEN)
         # Per sub-env, draws come in the single env's order: a phase change or teleports, both
         # from its next words (one look serves all sub-envs), then a restart's layout.
         words = self._words.peek(self._rngs)
-        if cfg.draws_teleports:
-            waiting = ~reached  # a sub-env that reached its target draws no teleports
-            movers = words[:n] <= self._bound  # [cube, sub-env]
-            movers &= waiting
-            if not cfg.teleport_target:
-                movers &= self._cube_id != self._target
-            moved = np.flatnonzero(movers)  # by cube, then sub-env
-            used = waiting * n
-            if len(moved):
-                cube = moved // b
-                env = moved - cube * b
-                # Its place among its sub-env's movers: a running count down the cubes.
-                running = movers.astype(np.int32)
-                for i in range(1, n):
-                    running[i] += running[i - 1]
-                rank = running.reshape(-1).take(moved) - 1
-                cells = self._words.words_at(env, n + rank)  # after the N uniforms
-                apply_teleports_rows(cells, cfg, self._agent, self._cubes, env, cube, rank)
-                shown[env] = POSITIONS if cfg.hide_colours else FULL
-                used += np.bincount(env, minlength=b)
-                if cfg.teleport_target:
-                    self._goal = self._cubes.reshape(-1).take(self._first_cube + self._target)
-        else:
-            used = np.zeros(b, dtype=np.int64)
-        changed = np.flatnonzero(reached ^ success)  # reached, and the episode goes on
-        if len(changed):
-            cubes, target = self._cubes.take(changed, axis=0), self._target.take(changed)
-            target = draw_phase_changes(words[:2].take(changed, axis=1), cfg, cubes, target)
-            self._target[changed] = target
-            self._cubes[changed] = cubes
-            self._goal[changed] = cubes.reshape(-1).take(np.arange(len(changed)) * n + target)
-            self._phase_steps[changed] = 0
-            shown[changed] = FULL
-            used[changed] = 2
-        self._words.skip(used)
-        truncated = (self._phase_steps >= cfg.max_phase_steps) & ~terminated
+        used = self._teleport(words, reached_at) if cfg.draws_teleports else None  # words read
+        changed = np.greater(reached, terminated).nonzero()[0]  # reached, and the episode goes on
+        if len(reached_at):
+            reward[reached_at] = cfg.target_reward
+            if len(changed):
+                self._move_targets(changed, words)
+                if used is None:
+                    used = np.zeros(b, dtype=np.int64)
+                used[changed] = 2
+        if used is not None:
+            self._words.skip(used)
+        # At the phase's time limit, and not on the target (a new phase starts, or the last ends).
+        truncated = np.greater(self._phase_start <= clock - cfg.max_phase_steps, reached)
 
-        cue = shown == FULL
         done = terminated | truncated
+        ended = done.nonzero()[0]
         info: dict[str, Any] = {}
-        ended = np.flatnonzero(done)
         if len(ended):
             # One observer call makes the ended episodes' last observations and every sub-env's
-            # next: their states from before the restart ride along at the end of the batch.
+            # next: their states from before the restart ride along after everyone's.
             rows = b + len(ended)
-            for whole in self._seen_state:  # the ended sub-envs' last states, after everyone's
-                np.take(whole[:b], ended, axis=0, out=whole[b:rows], mode="wrap")
+            for whole in (self._cells, self._agent_rows, self._target_rows, self._shown_rows):
+                whole[:b].take(ended, axis=0, out=whole[b:rows], mode="wrap")
             self._restart(ended, self._words.take_buffered(ended, n + 2))
-            both = self._observer(*(whole[:rows] for whole in self._seen_state))
-            obs, final = both[:b], np.empty_like(both[:b])
-            final[ended] = both[b:]  # add_final reads an ended sub-env's row at its own index
-            add_final(info, final, done, {"cue": cue, "success": success})
-            cue = cue | done
+            self._begin_phases(np.concatenate((changed, ended)) if len(changed) else ended)
+            full = self._shown_rows[:rows] == FULL
+            both = self._observe(rows, full)
+            obs, cue = both[:b], full[:b]
+            # SyncVectorEnv's SAME_STEP entries (rlmem.envs._vec.add_final) without a Python
+            # call per ended sub-env: final_obs holds rows of a fresh array nothing writes again.
+            final_obs = np.empty(b, dtype=object)
+            final_obs[ended] = np.fromiter(both[b:], dtype=object, count=len(ended))
+            final_cue = np.zeros(b, dtype=bool)
+            final_cue[ended] = full[b:]
+            info["final_obs"], info["_final_obs"] = final_obs, done
+            info["final_info"] = {"cue": final_cue, "_cue": done.copy(), "success": terminated.copy(), "_success": done.copy()}
+            info["_final_info"] = done.copy()
         else:
-            obs = self._observe()
+            if len(changed):
+                self._begin_phases(changed)
+            cue = shown == FULL
+            obs = self._observe(b, cue)
         info["cue"], info["_cue"] = cue, self._all_true.copy()
         return obs, reward, terminated, truncated, info
+
+    def _teleport(self, words: np.ndarray, reached_at: np.ndarray) -> np.ndarray:
+        """The teleports of every sub-env but those in ``reached_at`` (which draw none), from the
+        peeked ``words uint64[width, n]``: its N uniforms (cube order) say which cubes move, and
+        the words after them where. Returns the words each sub-env read (``int64[n]``)."""
+        cfg, n, b = self.config, self.config.n_cubes, self.num_envs
+        movers = words[:n] <= self._bound  # [cube, sub-env]
+        if self._others is not None:
+            movers &= self._others
+        if len(reached_at):
+            movers[:, reached_at] = False
+        moved = movers.reshape(-1).nonzero()[0]  # by cube, then sub-env
+        if len(moved):
+            # Its place among its sub-env's movers, counted from 1: a running count down the
+            # cubes (row by row: whole contiguous rows are numpy's fast path).
+            running = movers.astype(self._count_dtype)
+            for i in range(1, n):
+                np.add(running[i], running[i - 1], out=running[i])
+            used = running[n - 1] + n  # the N uniforms and a cell per mover
+            rank = running.reshape(-1)[moved]
+            cube = moved // b
+            env = moved - cube * b
+            cells = self._words.peeked(n - 1, env, rank)  # word N - 1 + rank: after the uniforms
+            rank -= 1
+            at = self._row_at[env]
+            at += cube
+            self._cells[:b, n] = self._agent  # the draws see the agent's cell
+            _teleport_rounds(self._cells, env, at, _mod(cells, cfg.teleport_free_cells), rank)
+            self._shown[env] = POSITIONS if cfg.hide_colours else FULL
+            if cfg.teleport_target:
+                self._goal = self._cells_flat[self._row_at + self._target]
+        else:
+            used = self._n_words.copy()
+        if len(reached_at):
+            used[reached_at] = 0
+        return used
+
+    def _move_targets(self, idx: np.ndarray, words: np.ndarray) -> None:
+        """:func:`draw_phase_changes` for sub-envs ``idx`` (agents on their targets), from their
+        first two peeked words, on the state rows: the target cubes move and ``_target`` holds
+        the next colours (:meth:`_begin_phases` does the rest)."""
+        cfg, n = self.config, self.config.n_cubes
+        occupied = self._cells.take(idx, axis=0)
+        occupied[:, n] = _BEYOND  # the agent stands on the target's old cell: occupied once, by the cube
+        old = self._target[idx]
+        at = self._row_at[idx]
+        at += old
+        self._cells_flat[at] = _kth_free_rows(occupied, _mod(words[0, idx], cfg.cells - n))
+        self._target[idx] = _next_targets(words[1, idx], old, n)
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         """One ``uint8[H, W, 3]`` frame per sub-env (see :func:`render_frame`)."""
@@ -1019,7 +1197,11 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         leading ``[N]`` axis; ``rng`` is ``uint64[N, 6]``."""
         if self._needs_reset:
             raise ResetNeeded("ColorCubesVec: call reset() before get_state()")
-        state = {k: getattr(self, f"_{k}").copy() for k in _SCALARS + ("cubes",)}
+        state = {
+            "agent": self._agent.copy(), "target": self._target.copy(), "phase": self._phase.copy(),
+            "phase_steps": self._clock - self._phase_start, "steps": self._clock - self._start,
+            "shown": self._shown.copy(), "cubes": self._cubes.copy(),
+        }  # fmt: skip
         state["rng"] = self._words.synced_states(self._rngs)
         return state
 
@@ -1027,13 +1209,18 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         """Restore a :meth:`get_state` dict exactly (same ``num_envs`` required)."""
         check_state_keys(state, _SCALARS + ("cubes", "rng"), "ColorCubesVec")
         n = self.num_envs
+        values = {}
         for k, shape in [(k, (n,)) for k in _SCALARS] + [("cubes", (n, self.config.n_cubes)), ("rng", (n, 6))]:
-            v = np.asarray(state[k])
+            values[k] = v = np.asarray(state[k])
             if v.shape != shape:
                 raise ConfigError(f"ColorCubesVec.set_state: {k!r} has shape {v.shape}, expected {shape}")
-            if k != "rng":
-                getattr(self, f"_{k}")[:] = v
-        self._goal = self._cubes.reshape(-1).take(self._first_cube + self._target)
+        self._agent[:], self._phase[:], self._shown[:], self._cubes[:] = (
+            values["agent"], values["phase"], values["shown"], values["cubes"]
+        )
+        self._phase_start[:] = self._clock - values["phase_steps"]
+        self._start[:] = self._clock - values["steps"]
+        self._target[:] = values["target"]
+        self._follow_targets(np.arange(n))
         self._set_rng_state(state["rng"])
         self._words.drop()
         self._needs_reset = False
