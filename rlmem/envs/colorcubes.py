@@ -6,17 +6,17 @@ code for this env: every parameter below is our documented choice and a construc
 
 Two implementations with identical trajectories for identical seeds:
 
-- :class:`ColorCubes` -- the single :class:`gymnasium.Env`.
-- :class:`ColorCubesVec` -- the native batched :class:`gymnasium.vector.VectorEnv`: whole-array
-  numpy movement, rewards and observations over ``num_envs`` sub-envs, one RNG per sub-env,
-  equal to ``SyncVectorEnv([ColorCubes] * N, autoreset_mode=SAME_STEP)`` step for step.
+- :class:`ColorCubes` -- the single :class:`gymnasium.Env`, the reference.
+- :class:`ColorCubesVec` -- the native batched :class:`gymnasium.vector.VectorEnv`: one
+  numba-compiled loop over ``num_envs`` sub-envs that does what the single env's step does,
+  with one RNG per sub-env, equal to ``SyncVectorEnv([ColorCubes] * N,
+  autoreset_mode=SAME_STEP)`` step for step.
 
 Both share the validated parameters (:class:`ColorCubesConfig`). The single env's draws
 (:func:`draw_layout`, :func:`draw_phase_change`, :func:`teleport_mask`, :func:`apply_teleports`)
-and observation (:func:`observe`) are the reference; the batched env runs batched versions of
-them (:func:`draw_layouts`, :func:`draw_phase_changes`, :func:`teleport_bound`,
-:func:`apply_teleports_rows`, :class:`BatchObserver`) on the same raw words, each tested equal
-to its reference, and the whole env is tested equal to ``N`` single envs step for step.
+and observation (:func:`observe`) are the reference; the compiled loop makes the same draws
+from the same raw words (:func:`teleport_bound` is :func:`teleport_mask` as one integer
+comparison), and the whole env is tested equal to ``N`` single envs step for step.
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import gymnasium as gym
+import numba
 import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from rlmem.envs._vec import RawWords, SubEnvRNGs, add_final, check_state_keys, is_int, reset_plan
+from rlmem.envs._vec import RawWords, SubEnvRNGs, check_state_keys, is_int, reset_plan
 from rlmem.envs.tmaze import rng_from_array, rng_state_to_array
 from rlmem.errors import ConfigError
 
@@ -261,125 +262,6 @@ def apply_teleports(
         cells[i] = new
 
 
-# Batched versions of the draws: the same results for ``E`` sub-envs at once, from the same raw
-# words (taken in the same order from each sub-env's stream, see rlmem.envs._vec.RawWords), so
-# both envs agree bit for bit (tests/test_colorcubes.py). Each numpy call costs about as much
-# as a few thousand elements of work, so these use few calls rather than the fewest operations.
-
-
-def _mod(words: np.ndarray, m: int) -> np.ndarray:
-    """``words % m`` as int64 (uint64 arithmetic first: mixing it with int64 gives floats; the
-    remainder is below 2**63, so reading its bits as int64 is exact and costs no pass)."""
-    return (words % np.uint64(m)).view(np.int64)
-
-
-_BEYOND = 1 << 40
-"""A sentinel cell beyond every grid: pads the ``occupied`` rows below."""
-
-
-_KEY_SHIFT = 42
-"""Row ``r`` of a batch of occupied rows is sorted as keys ``cell + (r << 42)``: cells are below
-:data:`_BEYOND` (``2**40``), so one sort of all keys sorts every row, and stays within int64
-for batches of up to ``2**21`` rows."""
-
-_ROW_KEYS: dict[int, np.ndarray] = {}
-
-
-def _row_keys(rows: int, m: int) -> np.ndarray:
-    """``int64[rows * m]`` (read only): ``r << 42`` for each of the ``m`` entries of row ``r``.
-    Cached per ``m`` and grown by doubling: slices of it serve every batch size."""
-    keys = _ROW_KEYS.get(m)
-    if keys is None or len(keys) < rows * m:
-        keys = np.repeat(np.arange(max(64, 2 * rows), dtype=np.int64) << _KEY_SHIFT, m)
-        keys.flags.writeable = False
-        _ROW_KEYS[m] = keys
-    return keys[: rows * m]
-
-
-def _kth_free_rows(occupied: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Row-wise :func:`_kth_free`: ``occupied int64[E, M]`` (C-contiguous) holds each row's
-    occupied cells in any order (a cell may appear twice, as in the single env: the agent on a
-    cube) and at least one :data:`_BEYOND`; it is overwritten here. ``k int64[E]``. Sorted,
-    the loop stops at the first ``j`` with ``occupied[j] > k + j`` (its ``k`` has grown by one
-    per cell before), having added ``j``; the sentinel makes sure there is such a ``j``.
-
-    Numpy's per-call cost shapes this: one stable sort of all rows' keys (see
-    :data:`_KEY_SHIFT`; already sorted runs make it cheap) instead of a sort per row, and the
-    comparison ``occupied[j] - k > j`` on flat, same-shape arrays (broadcasting a column over
-    short rows takes numpy's slow path).
-    """
-    e, m = occupied.shape
-    keys = occupied.reshape(-1)
-    keys += _row_keys(e, m)
-    keys -= k.repeat(m)  # a constant per row: the order within the row stays
-    keys.sort(kind="stable")
-    keys -= _row_keys(e, m)
-    j = (keys > _arange_tiled(e, m)).reshape(e, m).argmax(axis=1)
-    j += k
-    return j
-
-
-_TILED: dict[int, np.ndarray] = {}
-
-
-def _arange_tiled(rows: int, m: int) -> np.ndarray:
-    """``int64[rows * m]`` (read only): ``0..m-1`` repeated ``rows`` times, cached as :func:`_row_keys`."""
-    tiled = _TILED.get(m)
-    if tiled is None or len(tiled) < rows * m:
-        tiled = np.tile(np.arange(m, dtype=np.int64), max(64, 2 * rows))
-        tiled.flags.writeable = False
-        _TILED[m] = tiled
-    return tiled[: rows * m]
-
-
-@functools.lru_cache(maxsize=16)
-def _layout_moduli(cfg: ColorCubesConfig) -> np.ndarray:
-    """``uint64[N + 2, 1]``: the agent's cell among C, cube i's among the C - 1 - i cells still
-    free, the target among N."""
-    n = cfg.n_cubes
-    return np.array([cfg.cells, *range(cfg.cells - 1, cfg.cells - 1 - n, -1), n], dtype=np.uint64)[:, None]
-
-
-def draw_layouts(words: np.ndarray, cfg: ColorCubesConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`draw_layout` for ``E`` sub-envs from word-major ``words uint64[N + 2, E]``:
-    ``(agent int64[E], cubes int64[N, E] (cube-major), target int64[E])``, views of one array.
-
-    Taking the ``d``-th cell out of the sorted free cells ``F`` leaves ``F(s_d(j))`` with
-    ``s_d(j) = j + (j >= d)``. All cells start free, so with ``d_0`` the agent's draw and
-    ``d_{i+1}`` cube ``i``'s, cube ``i`` lands on ``s_{d_0}(s_{d_1}(...s_{d_i}(d_{i+1})))``:
-    the loop applies each ``s_{d_m}``, innermost first, to every cube at once (cube-major, so
-    each operation runs along the long sub-env axis). In place: step ``m`` reads draw ``d_m``
-    and changes only the rows after it.
-    """
-    n = cfg.n_cubes
-    d = (words % _layout_moduli(cfg)).view(np.int64)  # as _mod, with one modulus per word
-    cubes = d[1 : n + 1]
-    for m in range(n - 1, -1, -1):
-        cubes[m:] += cubes[m:] >= d[m]
-    return d[0], cubes, d[n + 1]
-
-
-def _next_targets(words: np.ndarray, target: np.ndarray, n: int) -> np.ndarray:
-    """:func:`draw_phase_change`'s new target colours (``int64[E]``) from its second words."""
-    if n == 1:
-        return target.copy()
-    new = _mod(words, n - 1)
-    new += target
-    new += 1
-    new %= n
-    return new
-
-
-def draw_phase_changes(
-    words: np.ndarray, cfg: ColorCubesConfig, cubes: np.ndarray, target: np.ndarray
-) -> np.ndarray:
-    """:func:`draw_phase_change` for ``E`` sub-envs from word-major ``words uint64[2, E]``:
-    moves the targets in ``cubes int64[E, N]`` (in place) and returns the new targets."""
-    n = cfg.n_cubes
-    occupied = np.full((len(target), n + 1), _BEYOND, dtype=np.int64)
-    occupied[:, :n] = cubes
-    cubes[np.arange(len(target)), target] = _kth_free_rows(occupied, _mod(words[0], cfg.cells - n))
-    return _next_targets(words[1], target, n)
 
 
 def teleport_bound(cfg: ColorCubesConfig) -> np.uint64:
@@ -395,37 +277,6 @@ def teleport_bound(cfg: ColorCubesConfig) -> np.uint64:
         raise ConfigError("ColorCubes: teleport_bound needs p_teleport > 0")
     return np.uint64((math.ceil(cfg.p_teleport * 2.0**53) << 11) - 1)
 
-
-def _teleport_rounds(rows: np.ndarray, env: np.ndarray, at: np.ndarray, k: np.ndarray, rank: np.ndarray) -> None:
-    """The movers' cells, in place on ``rows int64[B, N + 2]`` (each sub-env's cube cells, its
-    agent's cell, :data:`_BEYOND`): mover ``j`` is entry ``at[j]`` of ``rows.reshape(-1)``, in
-    sub-env ``env[j]``'s row, the ``rank[j]``-th (from 0) mover of that sub-env in cube order,
-    and goes to its ``k[j]``-th free cell. Round ``r`` moves every sub-env's ``r``-th mover,
-    which sees the cells the earlier rounds left; most steps need one round."""
-    counts, ends = np.bincount(rank), [len(env)]
-    if len(counts) > 1:  # sort the movers by rank: each round is then a slice
-        order = rank.argsort()
-        env, at, k = env[order], at[order], k[order]
-        ends = counts.cumsum().tolist()
-    flat, start = rows.reshape(-1), 0
-    for end in ends:
-        flat[at[start:end]] = _kth_free_rows(rows.take(env[start:end], axis=0), k[start:end])
-        start = end
-
-
-def apply_teleports_rows(
-    words: np.ndarray, cfg: ColorCubesConfig, agent: np.ndarray, cubes: np.ndarray, env: np.ndarray,
-    cube: np.ndarray, rank: np.ndarray,
-) -> None:  # fmt: skip
-    """:func:`apply_teleports` for many sub-envs at once, in place on ``cubes int64[B, N]``
-    (``agent int64[B]``): mover ``j`` is cube ``cube[j]`` of sub-env ``env[j]``, the
-    ``rank[j]``-th mover of that sub-env in cube order, and draws its cell from ``words[j]``
-    (``uint64``). The batched env runs :func:`_teleport_rounds` on its own state rows."""
-    n = cfg.n_cubes
-    rows = np.full((len(agent), n + 2), _BEYOND, dtype=np.int64)
-    rows[:, :n], rows[:, n] = cubes, agent
-    _teleport_rounds(rows, env, env * (n + 2) + cube, _mod(words, cfg.teleport_free_cells), rank)
-    cubes[:] = rows[:, :n]
 
 
 # --------------------------------------------------------------------------- observation
@@ -474,105 +325,6 @@ def observe(
     obs[:, 4 + 5 * n :] = _feature_table(cfg).take(window.reshape(-1), axis=0).reshape(b, -1)
     return obs
 
-
-_PAIR_LIMIT = 1 << 20
-"""Grids with at most this many (agent cell, cube cell) pairs get :class:`BatchObserver`'s pair
-table (int32: 4 MiB at most, G <= 32); larger ones a table per cell offset."""
-
-
-class BatchObserver:
-    """:func:`observe` for the batched env from per-config lookup tables, bit-identical to it
-    (the tables hold observe's float64 expressions cast to float32).
-
-    Per call for ``B`` states: one row copy per sub-env from a table indexed by the agent's cell
-    (its position and the window's outside-the-grid flags), then scatters of the few ones that
-    remain -- the target colour, the cubes in view (cube flag and colour) -- and the position
-    blocks only for the rows that show them.
-
-    Cubes in view: ``pair[agent * C + cube]`` is the column of a cube's "cube" feature in the
-    agent's window, or 0 when it is out of view (column 0 is the agent's row, never a window
-    feature). It is made from ``in_view``, which serves grids too large for it: cells are
-    re-encoded on a ``G x (2G - 1)`` grid (``wide``), where the difference of two cells
-    determines their row and column offsets, so ``in_view[wide(cube) - wide(agent) + centre]``
-    is the column of a cube at that offset.
-    """
-
-    def __init__(self, cfg: ColorCubesConfig, num_envs: int) -> None:
-        g, n, r = cfg.grid_size, cfg.n_cubes, cfg.view_radius
-        w, feat, base = 2 * r + 1, n + 2, 4 + 5 * n
-        self.config, self.size = cfg, cfg.obs_size
-        y, x = np.divmod(np.arange(cfg.cells), g)
-        # float64 first, as observe computes them, then float32: the same rounding.
-        self.pos = np.stack([(y + 1) / g, (x + 1) / g], axis=-1).astype(np.float32)  # [C, 2]
-        # By agent cell: its position, and feature 0 ("outside the grid") of each window cell.
-        off = np.arange(-r, r + 1)
-        wy, wx = y[:, None] + off, x[:, None] + off
-        outside = ~(((wy >= 0) & (wy < g))[:, :, None] & ((wx >= 0) & (wx < g))[:, None, :])
-        self.by_agent = np.zeros((cfg.cells, self.size), dtype=np.float32)
-        self.by_agent[:, :2] = self.pos
-        self.by_agent[:, base::feat] = outside.reshape(cfg.cells, w * w)
-        span = 2 * g - 1
-        self.wide = y * span + x
-        centre = (g - 1) * span + (g - 1)
-        self.agent_shift = centre - self.wide
-        self.in_view = np.zeros(span * span, dtype=np.int32)
-        near = min(r, g - 1)  # offsets beyond the grid never occur
-        for dy in range(-near, near + 1):
-            for dx in range(-near, near + 1):
-                self.in_view[centre + dy * span + dx] = base + ((dy + r) * w + dx + r) * feat + 1
-        self.pair = None
-        if cfg.cells**2 <= _PAIR_LIMIT:
-            agent, cube = np.divmod(np.arange(cfg.cells**2), cfg.cells)
-            self.pair = self.in_view.take(self.wide.take(cube) + self.agent_shift.take(agent))
-        self.row_start = np.arange(2 * num_envs) * self.size  # up to num_envs extra rows (final observations)
-        self.target_at = self.row_start + 2  # where each row's target one-hot starts
-
-    def __call__(self, agent: np.ndarray, cubes: np.ndarray, target: np.ndarray, shown: np.ndarray) -> np.ndarray:
-        """``float32[B, obs_size]`` for ``agent int64[B]``, ``cubes int64[B, N]``, ``target int64[B]``,
-        ``shown int64[B]`` (``B`` at most ``2 * num_envs``); equals ``observe(cfg, agent, cubes, target,
-        shown)`` for every reachable state (``shown`` is ``POSITIONS`` only with ``hide_colours``)."""
-        full = np.flatnonzero(shown == FULL)
-        anonymous = np.flatnonzero(shown == POSITIONS) if self.config.hide_colours else None
-        return self.rows(np.ascontiguousarray(agent), cubes, target, full, anonymous)
-
-    def rows(
-        self, agent: np.ndarray, cubes: np.ndarray, target: np.ndarray, full: np.ndarray, anonymous: np.ndarray | None
-    ) -> np.ndarray:
-        """:meth:`__call__` with the rows to show given as index arrays: ``full`` (``shown == FULL``)
-        and ``anonymous`` (``shown == POSITIONS``; ``None`` without ``hide_colours``). ``agent``
-        must be contiguous (a strided index array costs a copy per call); ``cubes`` may be a
-        strided view."""
-        b, n, cfg = len(agent), self.config.n_cubes, self.config
-        obs = self.by_agent.take(agent, axis=0)
-        flat = obs.reshape(-1)
-        flat[self.target_at[:b] + target] = 1.0
-        # Cube-major ([N, B], C order: numpy would lay out a sum with cubes.T column by column,
-        # a loop of N elements per sub-env) so the per-sub-env terms broadcast along the long
-        # axis. The indices are valid by construction: mode="wrap" only skips the bounds check.
-        if self.pair is not None:
-            column = self.pair.take(np.add(cubes.T, agent * cfg.cells, order="C"), mode="wrap")
-        else:
-            shifted = self.wide.take(cubes.T, mode="wrap")
-            shifted += self.agent_shift.take(agent)
-            column = self.in_view.take(shifted, mode="wrap")
-        column = column.reshape(-1)
-        seen = (column != 0).nonzero()[0]  # about one cube per window: scatter only those (bool: a fast path)
-        if len(seen):
-            cube = seen // b
-            at = self.row_start.take(seen - cube * b)
-            at += column.take(seen)
-            flat[at] = 1.0
-            if not cfg.hide_colours:
-                at += cube
-                flat[1:][at] = 1.0  # colour i is i + 1 columns after the cube feature
-        if len(full):  # most rows show neither block
-            obs[full, 2 + n] = 1.0
-            obs[full, 3 + n : 3 + 3 * n] = self.pos.take(cubes[full], axis=0).reshape(len(full), 2 * n)
-        if anonymous is not None and len(anonymous):
-            obs[anonymous, 3 + 3 * n] = 1.0
-            cells = np.sort(cubes[anonymous], axis=1)  # sorted by cell: order carries no identity
-            obs[anonymous, 4 + 3 * n : 4 + 5 * n] = self.pos.take(cells, axis=0).reshape(len(anonymous), 2 * n)
-        return obs
 
 
 # --------------------------------------------------------------------------- picture
@@ -826,86 +578,204 @@ class ColorCubes(gym.Env[np.ndarray, np.int64]):
 _SCALARS = ("agent", "target", "phase", "phase_steps", "steps", "shown")
 
 
+
 # --------------------------------------------------------------------------- batched env
+#
+# The batched step is one compiled loop over the sub-envs (numba): each sub-env does exactly
+# what ColorCubes.step does, reading the same raw words of its own generator from a shared
+# buffer. Color-Cubes' steps are full of per-sub-env events (teleports, phase changes,
+# restarts, sorted-free-cell draws); as whole-array numpy they cost ~200 numpy calls a step
+# (issue 3: ~9x POPGym at N = 1024), compiled they cost a few hundred nanoseconds a sub-env.
 
 
-class _PeekedWords(RawWords):
-    """:class:`rlmem.envs._vec.RawWords` plus a look at every sub-env's next words at once.
+@numba.njit(cache=True)
+def _sort_small(a: np.ndarray, m: int) -> None:
+    """Insertion sort of ``a[:m]`` in place (a handful of cells)."""
+    for j in range(1, m):
+        v = a[j]
+        k = j - 1
+        while k >= 0 and a[k] > v:
+            a[k + 1] = a[k]
+            k -= 1
+        a[k + 1] = v
 
-    A step's draws in a sub-env (a phase change, or teleport uniforms then teleport cells, then
-    a restart's layout) are consecutive words of its stream. :meth:`peek` makes sure
-    ``reserve`` words of every sub-env are buffered and returns the first ``width`` of them;
-    :meth:`words_at` looks further into some sub-envs' buffered words; nothing is read until
-    :meth:`skip` reads what each sub-env's draws used; :meth:`take_buffered` reads further
-    buffered words of some sub-envs (restarts).
-    """
 
-    def __init__(self, n: int, width: int, reserve: int, block: int | None = None) -> None:
-        # A refill costs a Python-level call per sub-env, so longer blocks are cheaper per word:
-        # up to 2048 words (16 KiB) per sub-env while the buffer stays within 16 MiB.
-        if block is None:
-            block = max(512, min(2048, (1 << 21) // n))
-        super().__init__(n, block=max(block, 2 * reserve))
-        self.width, self.reserve = width, reserve
-        self._flat = self.buf.reshape(-1)  # a view: refills write the buffer in place
-        self._row_start = np.arange(n) * self.block
-        self._peek_at = np.arange(width)[:, None] + self._row_start  # [width, n]
-        self._at = np.empty_like(self._peek_at)  # reused: a fresh 40 KiB temporary per step misses the cache
+@numba.njit(cache=True)
+def _kth_free_nb(occupied: np.ndarray, m: int, k: int) -> int:
+    """:func:`_kth_free` on the sorted ``occupied[:m]``."""
+    for j in range(m):
+        if occupied[j] > k:
+            break
+        k += 1
+    return k
 
-    def peek(self, rngs: list) -> np.ndarray:
-        """``uint64[width, n]``: word ``j`` of every sub-env's next ``width``, left unread."""
-        for i in (self.pos > self.block - self.reserve).nonzero()[0].tolist():
-            # The refill of RawWords.take: unread words to the front, then fresh ones.
-            at = int(self.pos[i])
-            left = self.block - at
-            self.buf[i, :left] = self.buf[i, at:]
-            self.buf[i, left:] = rngs[i].bit_generator.random_raw(at)
-            self.pos[i] = 0
-        np.add(self._peek_at, self.pos, out=self._at)
-        return self._flat.take(self._at, mode="wrap")  # in range: skip the check
 
-    def words_at(self, idx: np.ndarray, offset: np.ndarray) -> np.ndarray:
-        """``uint64[len(idx)]``: word ``offset[j]`` (``< reserve``) of sub-env ``idx[j]``'s unread words."""
-        return self._flat.take(self._row_start.take(idx) + self.pos.take(idx) + offset)
+@numba.njit(cache=True)
+def _insort(occupied: np.ndarray, m: int, cell: int) -> None:
+    """``bisect.insort`` of ``cell`` into the sorted ``occupied[:m]`` (room for ``m + 1``)."""
+    k = m - 1
+    while k >= 0 and occupied[k] > cell:
+        occupied[k + 1] = occupied[k]
+        k -= 1
+    occupied[k + 1] = cell
 
-    def peeked(self, first: int, idx: np.ndarray, offset: np.ndarray) -> np.ndarray:
-        """``uint64[len(idx)]``: word ``first + offset[j]`` (``< reserve``) of sub-env ``idx[j]``,
-        counted from the last :meth:`peek` (``first < width``): :meth:`words_at` without the
-        position arithmetic, valid until the next :meth:`peek` whatever :meth:`skip` read."""
-        at = self._at[first].take(idx)
-        at += offset
-        return self._flat.take(at)
 
-    def skip(self, counts: np.ndarray) -> None:
-        """Read ``counts int64[n]`` words of each sub-env (at most ``reserve`` since :meth:`peek`)."""
-        self.pos += counts
+@numba.njit(cache=True)
+def _replace(occupied: np.ndarray, m: int, old: int, new: int) -> None:
+    """``occupied.remove(old)`` then ``insort(occupied, new)`` on the sorted ``occupied[:m]``."""
+    j = 0
+    while occupied[j] != old:
+        j += 1
+    for k in range(j, m - 1):
+        occupied[k] = occupied[k + 1]
+    _insort(occupied, m - 1, new)
 
-    def synced_states(self, rngs: list) -> np.ndarray:
-        """``uint64[n, 6]``: each generator's state as :meth:`sync` would leave it (unread words
-        given back), while the buffer stays: an oracle that reads the state every step would
-        otherwise refill a whole block per sub-env every step."""
-        states = []
-        for rng, unread in zip(rngs, (self.block - self.pos).tolist()):
-            if unread:
-                ahead = rng.bit_generator.state
-                rng.bit_generator.advance(-unread)
-                states.append(rng_state_to_array(rng))
-                rng.bit_generator.state = ahead
-            else:
-                states.append(rng_state_to_array(rng))
-        return np.stack(states)
 
-    def take_buffered(self, idx: np.ndarray, count: int) -> np.ndarray:
-        """The next ``count`` words of sub-envs ``idx``, read: ``uint64[count, len(idx)]``
-        (word-major). The caller keeps every sub-env within the ``reserve`` that :meth:`peek`
-        buffered."""
-        pos = self.pos.take(idx)
-        self.pos[idx] = pos + count
-        return self._flat.take(np.arange(count)[:, None] + (self._row_start.take(idx) + pos))
+@numba.njit(cache=True)
+def _draw_layout_nb(words: np.ndarray, i: int, p: int, cells: int, cubes: np.ndarray, occupied: np.ndarray):
+    """:func:`draw_layout` from ``words[i, p : p + N + 2]`` (sub-env ``i``'s buffered words): fills
+    ``cubes[i]`` and returns ``(agent, target)``."""
+    n = cubes.shape[1]
+    agent = np.int64(words[i, p] % np.uint64(cells))
+    occupied[0] = agent
+    for c in range(n):
+        cell = _kth_free_nb(occupied, c + 1, np.int64(words[i, p + 1 + c] % np.uint64(cells - 1 - c)))
+        _insort(occupied, c + 1, cell)
+        cubes[i, c] = cell
+    return agent, np.int64(words[i, p + n + 1] % np.uint64(n))
+
+
+@numba.njit(cache=True)
+def _observe_nb(out, row, agent, cubes, i, target, shown, tables, hide, occupied) -> None:
+    """:func:`observe` of a state into ``out[row]``: the agent's cell ``agent``, the cube cells
+    ``cubes[i]``, the target and what is shown; ``tables`` from :func:`_observation_tables`.
+    (Rows are indexed, not sliced: a view costs numba more than the work here.)"""
+    template, cell_pos, cell_y, cell_x, radius = tables
+    n = cubes.shape[1]
+    for j in range(out.shape[1]):  # the agent's position and the window's outside-the-grid flags
+        out[row, j] = template[agent, j]
+    out[row, 2 + target] = 1.0
+    if shown == FULL:
+        out[row, 2 + n] = 1.0
+        for c in range(n):
+            out[row, 3 + n + 2 * c], out[row, 4 + n + 2 * c] = cell_pos[cubes[i, c], 0], cell_pos[cubes[i, c], 1]
+    elif shown == POSITIONS:
+        out[row, 3 + 3 * n] = 1.0
+        for c in range(n):
+            occupied[c] = cubes[i, c]
+        _sort_small(occupied, n)  # sorted by cell: order carries no identity
+        for j in range(n):
+            out[row, 4 + 3 * n + 2 * j], out[row, 5 + 3 * n + 2 * j] = cell_pos[occupied[j], 0], cell_pos[occupied[j], 1]
+    w, base, feat = 2 * radius + 1, 4 + 5 * n, n + 2
+    for c in range(n):  # the cubes in the window (table lookups: no integer division)
+        dy, dx = cell_y[cubes[i, c]] - cell_y[agent] + radius, cell_x[cubes[i, c]] - cell_x[agent] + radius
+        if dy >= 0 and dy < w and dx >= 0 and dx < w:
+            at = base + (dy * w + dx) * feat
+            out[row, at + 1] = 1.0
+            if not hide:
+                out[row, at + 2 + c] = 1.0
+
+
+def _observation_tables(cfg: ColorCubesConfig) -> tuple:
+    """What :func:`_observe_nb` reads: ``template float32[C, obs_size]`` (by the agent's cell: its
+    position and feature 0, "outside the grid", of each window cell), ``cell_pos float32[C, 2]``
+    (observe's float64 positions cast to float32, so the values are the same), each cell's row
+    and column ``int64[C]``, and the view radius."""
+    g, n, r = cfg.grid_size, cfg.n_cubes, cfg.view_radius
+    y, x = np.divmod(np.arange(cfg.cells), g)
+    cell_pos = np.stack([(y + 1) / g, (x + 1) / g], axis=-1).astype(np.float32)
+    off = np.arange(-r, r + 1)
+    wy, wx = y[:, None] + off, x[:, None] + off
+    outside = ~(((wy >= 0) & (wy < g))[:, :, None] & ((wx >= 0) & (wx < g))[:, None, :])
+    template = np.zeros((cfg.cells, cfg.obs_size), dtype=np.float32)
+    template[:, :2] = cell_pos
+    template[:, 4 + 5 * n :: n + 2] = outside.reshape(cfg.cells, -1)
+    return template, cell_pos, y, x, r
+
+
+@numba.njit(cache=True)
+def _restart_nb(idx, clock, agent, cubes, target, phase, phase_start, start, shown, buf, pos, cells) -> None:
+    """New episodes in sub-envs ``idx`` from their next ``N + 2`` buffered words each."""
+    occupied = np.empty(cubes.shape[1] + 1, dtype=np.int64)
+    for i in idx:
+        agent[i], target[i] = _draw_layout_nb(buf, i, pos[i], cells, cubes, occupied)
+        pos[i] += cubes.shape[1] + 2
+        phase[i], start[i], phase_start[i], shown[i] = 0, clock, clock, FULL
+
+
+@numba.njit(cache=True)
+def _observe_all_nb(obs, agent, cubes, target, shown, tables, hide) -> None:
+    occupied = np.empty(cubes.shape[1] + 1, dtype=np.int64)
+    for i in range(len(agent)):
+        _observe_nb(obs, i, agent[i], cubes, i, target[i], shown[i], tables, hide, occupied)
+
+
+@numba.njit(cache=True)
+def _step_nb(
+    actions, clock, agent, cubes, target, phase, phase_start, start, shown, buf, pos,  # state
+    move, n_phases, max_phase_steps, hide, teleport_target, draws, bound, target_reward, step_penalty,
+    tables,  # config
+    obs, final, reward, terminated, truncated, cue, final_cue,  # outputs
+) -> int:
+    """:meth:`ColorCubes.step` for every sub-env, SAME_STEP restarts included; returns how many
+    episodes ended. Words per sub-env, in the single env's order: a phase change's 2, or N
+    teleport uniforms and a cell per mover; then a restart's N + 2."""
+    n, cells = cubes.shape[1], len(tables[0])
+    free_phase, free_teleport = np.uint64(cells - n), np.uint64(cells - 1 - n)
+    occupied = np.empty(n + 1, dtype=np.int64)
+    ended = 0
+    for i in range(len(agent)):
+        here = agent[i] = move[agent[i], actions[i]]
+        p, t, s = pos[i], target[i], HIDDEN
+        reached = here == cubes[i, t]
+        done = False
+        if reached:
+            reward[i] = target_reward
+            phase[i] += 1
+            done = phase[i] == n_phases
+            if not done:  # draw_phase_change: the agent stands on the target's old cell
+                for c in range(n):
+                    occupied[c] = cubes[i, c]
+                _sort_small(occupied, n)
+                cubes[i, t] = _kth_free_nb(occupied, n, np.int64(buf[i, p] % free_phase))
+                if n > 1:
+                    target[i] = (t + 1 + np.int64(buf[i, p + 1] % np.uint64(n - 1))) % n
+                p += 2
+                phase_start[i], s = clock, FULL
+        else:
+            reward[i] = step_penalty
+            if draws:  # teleport_mask, then apply_teleports for the movers in cube order
+                uniforms, p, moved = p, p + n, False
+                for c in range(n):
+                    if buf[i, uniforms + c] <= bound and (teleport_target or c != t):
+                        if not moved:
+                            for c2 in range(n):
+                                occupied[c2] = cubes[i, c2]
+                            occupied[n] = here
+                            _sort_small(occupied, n + 1)
+                            moved = True
+                        new = _kth_free_nb(occupied, n + 1, np.int64(buf[i, p] % free_teleport))
+                        _replace(occupied, n + 1, cubes[i, c], new)
+                        cubes[i, c] = new
+                        p += 1
+                if moved:
+                    s = POSITIONS if hide else FULL
+        terminated[i] = done
+        truncated[i] = timeout = not reached and clock - phase_start[i] >= max_phase_steps
+        if done or timeout:
+            ended += 1
+            _observe_nb(final, i, here, cubes, i, target[i], s, tables, hide, occupied)
+            final_cue[i] = s == FULL
+            agent[i], target[i] = _draw_layout_nb(buf, i, p, cells, cubes, occupied)
+            p += n + 2
+            phase[i], start[i], phase_start[i], s = 0, clock, clock, FULL
+        pos[i], shown[i], cue[i] = p, s, s == FULL
+        _observe_nb(obs, i, agent[i], cubes, i, target[i], s, tables, hide, occupied)
+    return ended
 
 
 class ColorCubesVec(SubEnvRNGs, VectorEnv):
-    """Native batched Color-Cubes: ``num_envs`` copies of :class:`ColorCubes` in numpy.
+    """Native batched Color-Cubes: ``num_envs`` copies of :class:`ColorCubes`, one compiled loop.
 
     Trajectories equal ``SyncVectorEnv([lambda: ColorCubes(**kw)] * N,
     autoreset_mode=AutoresetMode.SAME_STEP)`` exactly -- observations, rewards, terminated,
@@ -920,16 +790,14 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
     Shapes: observations ``float32[N, obs_size]``, rewards ``float64[N]``,
     terminated/truncated ``bool[N]``, actions ``int[N]`` in 0..4.
 
-    Everything is whole-array numpy, random draws included. Each sub-env's raw words come from
-    its own generator in the single env's order, read ahead in blocks
-    (:class:`rlmem.envs._vec.RawWords`); a step gathers every sub-env's next words at once
-    (:class:`_PeekedWords`) and then reads what each one's draws used (2 for a phase change;
-    N uniforms plus one per teleporting cube otherwise; N + 2 for a restart). The draws are
-    batched versions of the single env's functions (:func:`draw_layouts`,
-    :func:`draw_phase_changes`, :func:`teleport_bound`, :func:`apply_teleports_rows`), the
-    observation a table-driven :func:`observe` (:class:`BatchObserver`). Reseeding gives unread
-    words back and ``get_state`` reports the generators as if it had, so generator states match
-    the single envs'.
+    The step is a numba-compiled loop over the sub-envs (``_step_nb``) that does what
+    :meth:`ColorCubes.step` does, line for line, on arrays of the batch's state. Each sub-env's
+    raw words come from its own generator in the single env's order, read ahead in blocks
+    (:class:`rlmem.envs._vec.RawWords`); before a step every sub-env holds enough buffered
+    words for the most a step can read (N uniforms and N cells, then a restart's N + 2).
+    Reseeding gives unread words back and ``get_state`` reports the generators as if it had,
+    so generator states match the single envs'. This departs from DESIGN.md's "whole-array
+    numpy" for this env only: its per-sub-env events cost ~200 numpy calls a step.
     """
 
     metadata = {**METADATA, "autoreset_mode": AutoresetMode.SAME_STEP}
@@ -967,45 +835,22 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         self.action_space = batch_space(self.single_action_space, n)
         self.observation_space = batch_space(self.single_observation_space, n)
 
-        # What the observation reads is kept in the first n rows of arrays twice as long: a step
-        # that ends episodes copies their last states into the rows after, and observes all at
-        # once. The cube cells sit in rows of N + 2 with the agent's cell (copied in before the
-        # teleport draws) and a sentinel: the rows the draws sort (_kth_free_rows).
-        c = cfg.n_cubes
-        self._cells = np.full((2 * n, c + 2), _BEYOND, dtype=np.int64)
-        self._cells_flat = self._cells.reshape(-1)
-        self._agent_rows, self._target_rows, self._shown_rows = (np.zeros(2 * n, dtype=np.int64) for _ in range(3))
-        self._cubes, self._agent = self._cells[:n, :c], self._agent_rows[:n]
-        self._target, self._shown = self._target_rows[:n], self._shown_rows[:n]
-        self._phase = np.zeros(n, dtype=np.int64)
-        # Step counts as differences of clock readings: nothing to add every step.
+        # The hidden state, one entry per sub-env. Step counts are clock readings.
+        self._agent, self._target, self._phase, self._shown = (np.zeros(n, dtype=np.int64) for _ in range(4))
+        self._cubes = np.zeros((n, cfg.n_cubes), dtype=np.int64)
         self._clock = 0  # step() calls so far
         self._start = np.zeros(n, dtype=np.int64)  # clock at the episode's start
         self._phase_start = np.zeros(n, dtype=np.int64)  # clock at the phase's start
-        self._goal = np.zeros(n, dtype=np.int64)  # the target cube's cell, kept with _cells
-        # Which cubes may teleport ([cube, sub-env]): all but the target, kept with _target.
-        self._others = None
-        if cfg.draws_teleports and not cfg.teleport_target:
-            self._others = np.ones((c, n), dtype=bool)
         self._init_rngs(n)
-        # Words one step may use: N teleport uniforms and a cell per movable cube, or a phase
-        # change's 2; then a restart's N + 2. Every sub-env's first N (or 2) are looked at at once.
-        movable = c - (0 if cfg.teleport_target else 1) if cfg.draws_teleports else 0
-        width = max(c if cfg.draws_teleports else 0, 2 if cfg.n_phases > 1 else 0)
-        self._words = _PeekedWords(n, width, max(c + movable, width) + c + 2)
-        if cfg.draws_teleports:
-            self._bound = teleport_bound(cfg)
-        self._observer = BatchObserver(cfg, n)
-        # The next cell, by cell * 5 + action (a move into the wall stays).
+        # Up to 2048 words (16 KiB) per sub-env while the buffer stays within 16 MiB.
+        self._words = RawWords(n, block=max(512, min(2048, (1 << 21) // n)))
+        self._reserve = 2 * cfg.n_cubes + cfg.n_cubes + 2  # the most one step can read
+        self._tables = _observation_tables(cfg)
+        # The next cell, by [cell, action] (a move into the wall stays).
         y, x = np.divmod(np.arange(cfg.cells)[:, None], cfg.grid_size)
         top = cfg.grid_size - 1
-        self._move = (np.clip(y + _DY, 0, top) * cfg.grid_size + np.clip(x + _DX, 0, top)).reshape(-1)
-        self._row_at = np.arange(n) * (c + 2)  # flat index of each sub-env's row in _cells
-        self._cube_id = np.arange(c)[:, None]
-        self._count_dtype = np.int8 if 2 * c < 128 else np.int64  # mover counts (+ N) fit
-        self._n_words = np.full(n, c, dtype=self._count_dtype)  # N uniforms each
-        self._penalties = np.full(n, cfg.step_penalty)
-        self._all_true = np.ones(n, dtype=bool)
+        self._move = np.clip(y + _DY, 0, top) * cfg.grid_size + np.clip(x + _DX, 0, top)
+        self._bound = teleport_bound(cfg) if cfg.draws_teleports else np.uint64(0)
         self._needs_reset = True
 
     @property
@@ -1022,44 +867,19 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         idx = np.flatnonzero(mask)
         self._words.sync(self._rngs)  # a kept generator continues where its single env would
         self._seed_sub_envs(idx, seeds)
-        self._restart(idx, self._words.take(self._rngs, idx, self.config.n_cubes + 2).T)
-        self._begin_phases(idx)
+        self._words.ensure(self._rngs, self.config.n_cubes + 2, idx)
+        _restart_nb(idx, self._clock, *self._state(), self._words.buf, self._words.pos, self.config.cells)
         self._needs_reset = False
-        return self._observe(self.num_envs), {"cue": mask.copy(), "_cue": mask.copy()}
+        return self._observe(), {"cue": mask.copy(), "_cue": mask.copy()}
 
-    def _follow_targets(self, idx: np.ndarray) -> None:
-        """The goal cells and the cubes that may teleport of sub-envs ``idx`` follow their targets."""
-        target = self._target[idx]
-        at = self._row_at[idx]
-        at += target
-        self._goal[idx] = self._cells_flat[at]
-        if self._others is not None:
-            self._others[:, idx] = self._cube_id != target
+    def _state(self) -> tuple[np.ndarray, ...]:
+        return self._agent, self._cubes, self._target, self._phase, self._phase_start, self._start, self._shown
 
-    def _begin_phases(self, idx: np.ndarray) -> None:
-        """Sub-envs ``idx`` start a phase (their targets and cells set): the full view is shown."""
-        self._follow_targets(idx)
-        self._phase_start[idx] = self._clock
-        self._shown[idx] = FULL
-
-    def _restart(self, idx: np.ndarray, words: np.ndarray) -> None:
-        """New episodes in sub-envs ``idx`` from their next ``words uint64[N + 2, len(idx)]``; the
-        caller then begins their first phase (:meth:`_begin_phases`)."""
-        agent, cubes, target = draw_layouts(words, self.config)  # cubes: [N, len(idx)]
-        self._cubes[idx], self._agent[idx], self._target[idx] = cubes.T, agent, target
-        self._phase[idx] = 0
-        self._start[idx] = self._clock
-
-    def _observe(self, rows: int, full: np.ndarray | None = None) -> np.ndarray:
-        """The observations of the first ``rows`` state rows; ``full`` (``bool[rows]``, optional)
-        is ``shown == FULL`` there."""
-        shown = self._shown_rows[:rows]
-        full = (shown == FULL) if full is None else full
-        anonymous = (shown == POSITIONS).nonzero()[0] if self.config.hide_colours else None
-        return self._observer.rows(
-            self._agent_rows[:rows], self._cells[:rows, : self.config.n_cubes], self._target_rows[:rows],
-            full.nonzero()[0], anonymous,
-        )  # fmt: skip
+    def _observe(self) -> np.ndarray:
+        cfg = self.config
+        obs = np.empty((self.num_envs, cfg.obs_size), dtype=np.float32)
+        _observe_all_nb(obs, self._agent, self._cubes, self._target, self._shown, self._tables, cfg.hide_colours)
+        return obs
 
     def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """One step of every sub-env; ended episodes restart in the same step (SAME_STEP)."""
@@ -1068,120 +888,35 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         a = np.asarray(actions)
         if a.shape != (self.num_envs,):
             raise ValueError(f"ColorCubesVec: actions must have shape ({self.num_envs},), got {a.shape}")
-        if a.dtype != np.int64:
-            if a.dtype.kind not in "iu" or a.min() < 0 or a.max() > 4:
-                raise ValueError("ColorCubesVec: actions must be integers in 0..4")
-            a = a.astype(np.int64)
-        elif a.view(np.uint64).max() > 4:  # one pass: negative int64 are huge as uint64
+        if a.dtype.kind not in "iu" or (len(a) and (a.min() < 0 or a.max() > 4)):
             raise ValueError("ColorCubesVec: actions must be integers in 0..4")
-        cfg, n, b = self.config, self.config.n_cubes, self.num_envs
-        self._clock = clock = self._clock + 1
-
-        agent = self._agent
-        self._move.take(agent * 5 + a, out=agent, mode="wrap")  # in place (a view, see __init__)
-        reached = agent == self._goal
-        reached_at = reached.nonzero()[0]
-        reward = self._penalties.copy()
-        self._phase += reached
-        terminated = self._phase == cfg.n_phases  # only on the step that reaches the last target
-        shown = self._shown
-        shown.fill(HIDDEN)
-        # Per sub-env, draws come in the single env's order: a phase change or teleports, both
-        # from its next words (one look serves all sub-envs), then a restart's layout.
-        words = self._words.peek(self._rngs)
-        used = self._teleport(words, reached_at) if cfg.draws_teleports else None  # words read
-        changed = np.greater(reached, terminated).nonzero()[0]  # reached, and the episode goes on
-        if len(reached_at):
-            reward[reached_at] = cfg.target_reward
-            if len(changed):
-                self._move_targets(changed, words)
-                if used is None:
-                    used = np.zeros(b, dtype=np.int64)
-                used[changed] = 2
-        if used is not None:
-            self._words.skip(used)
-        # At the phase's time limit, and not on the target (a new phase starts, or the last ends).
-        truncated = np.greater(self._phase_start <= clock - cfg.max_phase_steps, reached)
-
-        done = terminated | truncated
-        ended = done.nonzero()[0]
+        cfg, b = self.config, self.num_envs
+        self._clock += 1
+        self._words.ensure(self._rngs, self._reserve)
+        obs, final = np.empty((b, cfg.obs_size), dtype=np.float32), np.empty((b, cfg.obs_size), dtype=np.float32)
+        reward = np.empty(b)
+        terminated, truncated, cue = np.empty(b, dtype=bool), np.empty(b, dtype=bool), np.empty(b, dtype=bool)
+        final_cue = np.zeros(b, dtype=bool)
+        ended = _step_nb(
+            a.astype(np.int64, copy=False), self._clock, *self._state(), self._words.buf, self._words.pos,
+            self._move, cfg.n_phases, cfg.max_phase_steps, cfg.hide_colours, cfg.teleport_target,
+            cfg.draws_teleports, self._bound, cfg.target_reward, cfg.step_penalty, self._tables,
+            obs, final, reward, terminated, truncated, cue, final_cue,
+        )  # fmt: skip
         info: dict[str, Any] = {}
-        if len(ended):
-            # One observer call makes the ended episodes' last observations and every sub-env's
-            # next: their states from before the restart ride along after everyone's.
-            rows = b + len(ended)
-            for whole in (self._cells, self._agent_rows, self._target_rows, self._shown_rows):
-                whole[:b].take(ended, axis=0, out=whole[b:rows], mode="wrap")
-            self._restart(ended, self._words.take_buffered(ended, n + 2))
-            self._begin_phases(np.concatenate((changed, ended)) if len(changed) else ended)
-            full = self._shown_rows[:rows] == FULL
-            both = self._observe(rows, full)
-            obs, cue = both[:b], full[:b]
+        if ended:
             # SyncVectorEnv's SAME_STEP entries (rlmem.envs._vec.add_final) without a Python
-            # call per ended sub-env: final_obs holds rows of a fresh array nothing writes again.
+            # call per ended sub-env: final_obs holds rows of `final`, which nothing writes again.
+            done = terminated | truncated
             final_obs = np.empty(b, dtype=object)
-            final_obs[ended] = np.fromiter(both[b:], dtype=object, count=len(ended))
-            final_cue = np.zeros(b, dtype=bool)
-            final_cue[ended] = full[b:]
+            final_obs[done] = np.fromiter(final[done], dtype=object, count=ended)
             info["final_obs"], info["_final_obs"] = final_obs, done
-            info["final_info"] = {"cue": final_cue, "_cue": done.copy(), "success": terminated.copy(), "_success": done.copy()}
+            info["final_info"] = {
+                "cue": final_cue, "_cue": done.copy(), "success": terminated.copy(), "_success": done.copy()
+            }
             info["_final_info"] = done.copy()
-        else:
-            if len(changed):
-                self._begin_phases(changed)
-            cue = shown == FULL
-            obs = self._observe(b, cue)
-        info["cue"], info["_cue"] = cue, self._all_true.copy()
+        info["cue"], info["_cue"] = cue, np.ones(b, dtype=bool)
         return obs, reward, terminated, truncated, info
-
-    def _teleport(self, words: np.ndarray, reached_at: np.ndarray) -> np.ndarray:
-        """The teleports of every sub-env but those in ``reached_at`` (which draw none), from the
-        peeked ``words uint64[width, n]``: its N uniforms (cube order) say which cubes move, and
-        the words after them where. Returns the words each sub-env read (``int64[n]``)."""
-        cfg, n, b = self.config, self.config.n_cubes, self.num_envs
-        movers = words[:n] <= self._bound  # [cube, sub-env]
-        if self._others is not None:
-            movers &= self._others
-        if len(reached_at):
-            movers[:, reached_at] = False
-        moved = movers.reshape(-1).nonzero()[0]  # by cube, then sub-env
-        if len(moved):
-            # Its place among its sub-env's movers, counted from 1: a running count down the
-            # cubes (row by row: whole contiguous rows are numpy's fast path).
-            running = movers.astype(self._count_dtype)
-            for i in range(1, n):
-                np.add(running[i], running[i - 1], out=running[i])
-            used = running[n - 1] + n  # the N uniforms and a cell per mover
-            rank = running.reshape(-1)[moved]
-            cube = moved // b
-            env = moved - cube * b
-            cells = self._words.peeked(n - 1, env, rank)  # word N - 1 + rank: after the uniforms
-            rank -= 1
-            at = self._row_at[env]
-            at += cube
-            self._cells[:b, n] = self._agent  # the draws see the agent's cell
-            _teleport_rounds(self._cells, env, at, _mod(cells, cfg.teleport_free_cells), rank)
-            self._shown[env] = POSITIONS if cfg.hide_colours else FULL
-            if cfg.teleport_target:
-                self._goal = self._cells_flat[self._row_at + self._target]
-        else:
-            used = self._n_words.copy()
-        if len(reached_at):
-            used[reached_at] = 0
-        return used
-
-    def _move_targets(self, idx: np.ndarray, words: np.ndarray) -> None:
-        """:func:`draw_phase_changes` for sub-envs ``idx`` (agents on their targets), from their
-        first two peeked words, on the state rows: the target cubes move and ``_target`` holds
-        the next colours (:meth:`_begin_phases` does the rest)."""
-        cfg, n = self.config, self.config.n_cubes
-        occupied = self._cells.take(idx, axis=0)
-        occupied[:, n] = _BEYOND  # the agent stands on the target's old cell: occupied once, by the cube
-        old = self._target[idx]
-        at = self._row_at[idx]
-        at += old
-        self._cells_flat[at] = _kth_free_rows(occupied, _mod(words[0, idx], cfg.cells - n))
-        self._target[idx] = _next_targets(words[1, idx], old, n)
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         """One ``uint8[H, W, 3]`` frame per sub-env (see :func:`render_frame`)."""
@@ -1214,13 +949,12 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
             values[k] = v = np.asarray(state[k])
             if v.shape != shape:
                 raise ConfigError(f"ColorCubesVec.set_state: {k!r} has shape {v.shape}, expected {shape}")
-        self._agent[:], self._phase[:], self._shown[:], self._cubes[:] = (
-            values["agent"], values["phase"], values["shown"], values["cubes"]
+        self._agent[:], self._target[:], self._phase[:], self._shown[:] = (
+            values["agent"], values["target"], values["phase"], values["shown"]
         )
+        self._cubes[:] = values["cubes"]
         self._phase_start[:] = self._clock - values["phase_steps"]
         self._start[:] = self._clock - values["steps"]
-        self._target[:] = values["target"]
-        self._follow_targets(np.arange(n))
         self._set_rng_state(state["rng"])
         self._words.drop()
         self._needs_reset = False
