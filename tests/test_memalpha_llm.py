@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -40,6 +41,7 @@ ENV_ID = "rlmem/MemoryConstruction-v0"
 SIZES = {"n_chunks": 2, "n_questions": 1, "facts_per_chunk": 1, "distractors_per_chunk": 0,
          "examples_per_chunk": 1, "n_labels": 2}
 SPEC = TinyModelSpec(vocab_size=400, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
+CIRCUIT_SPEC = TinyModelSpec(vocab_size=400, hidden_size=128, num_layers=2, num_heads=2, intermediate_size=64)
 LLM = {"vocab_size": 400, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64,
        "sft_episodes": 4, "sft_epochs": 1.0, "sft_batch_size": 4, "prompts_per_step": 2, "num_generations": 2,
        "max_completion_length": 12, "eval_episodes": 4, "stream_episodes": 1}
@@ -99,6 +101,53 @@ def test_load_pretrained_never_downloads(tmp_path):
         load_pretrained(tmp_path / "Qwen3-4B")
     with pytest.raises(ConfigError, match="no Hugging Face model folder"):
         load_pretrained("Qwen/Qwen3-4B")  # a hub id is not a folder: no request is made
+
+
+def test_copy_circuit_copies_spans_it_never_saw(pairs):
+    corpus = [t for p in pairs for t in p]
+    wired, tok = build_tiny(corpus, CIRCUIT_SPEC, hidden_words=TRAIN_NAMES)
+    plain, _ = build_tiny(corpus, replace(CIRCUIT_SPEC, copy_circuit=False), hidden_words=TRAIN_NAMES)
+    # Random spans of plain BPE tokens, repeated after random filler: predict the repeat.
+    gen = torch.Generator().manual_seed(0)
+    n_plain = len(tok) - len(tok.get_added_vocab())
+    span, filler = torch.randint(3, n_plain, (8, 30), generator=gen), torch.randint(3, n_plain, (8, 20), generator=gen)
+    ids = torch.cat([span, filler, span], 1)
+
+    def copied(model) -> float:
+        with torch.no_grad():
+            guess = model(input_ids=ids).logits.argmax(-1)
+        return (guess[:, 50:-1] == ids[:, 51:]).float().mean().item()
+
+    assert copied(wired) > 0.6 and copied(plain) < 0.05, (copied(wired), copied(plain))
+    # At initialisation, a held-out name (never in the tokenizer's merges) is continued from its
+    # earlier occurrence, piece by piece.
+    text = "Day 2. The keeper of the golden pavilion is Umar. The golden pavilion was quiet."
+    prompt = tok(text + " The keeper of the golden pavilion is", return_tensors="pt")
+    n = len(tok(" Umar")["input_ids"])
+    out = wired.generate(**prompt, max_new_tokens=n, do_sample=False)
+    assert n > 1 and tok.decode(out[0, prompt["input_ids"].shape[1]:]) == " Umar"
+    # Everything else starts as a zero residual branch; the model is an ordinary Qwen2.
+    assert all(not layer.mlp.down_proj.weight.any() for layer in wired.model.layers)
+    head_dim = CIRCUIT_SPEC.hidden_size // CIRCUIT_SPEC.num_heads
+    assert not wired.model.layers[1].self_attn.o_proj.weight[:, head_dim:].any()  # layer 1 writes head 0 only
+    assert type(wired).__name__ == "Qwen2ForCausalLM" and wired.config.rope_parameters["rope_theta"] == 1e6
+
+
+def test_rename_names_keeps_demonstrations_correct_and_hides_training_names(pairs):
+    renamed = memalpha.rename_names(pairs, TRAIN_NAMES, 1.0, seed=3)
+    assert len(renamed) == len(pairs) and renamed == memalpha.rename_names(pairs, TRAIN_NAMES, 1.0, seed=3)
+    assert memalpha.rename_names(pairs, TRAIN_NAMES, 0.0, seed=3) == pairs
+    words = lambda text: set(re.findall(r"[A-Za-z]+", text))  # noqa: E731
+    corpus_words = {w.lower() for p in pairs for t in p for w in words(t)}
+    changed = 0
+    for (obs, act), (new_obs, new_act) in zip(pairs, renamed):
+        assert not words(new_obs + new_act) & TRAIN_NAMES
+        new_words = words(new_obs + new_act) - words(obs + act)
+        assert not {w.lower() for w in new_words} & corpus_words  # made-up words collide with nothing
+        changed += new_obs != obs
+        if 'index="1/' in obs:  # a first chunk: a fresh heuristic writes exactly the renamed action
+            assert HeuristicWriter()(new_obs) == new_act
+    assert changed == len(pairs)
 
 
 # --------------------------------------------------------------------------- writer
@@ -214,6 +263,11 @@ def test_config_errors_are_one_clear_message():
         config(model="Qwen/Qwen3-4B")
     with pytest.raises(ConfigError, match="num_generations must be >= 2"):
         config(num_generations=1)
+    with pytest.raises(ConfigError, match="copy_circuit needs num_layers >= 2"):
+        config(num_layers=1)
+    assert memalpha.check_config(config(num_layers=1, copy_circuit=False)).num_layers == 1
+    with pytest.raises(ConfigError, match="sft_rename must be a fraction"):
+        config(sft_rename=1.5)
     with pytest.raises(ConfigError, match="trains LLM writers on rlmem/MemoryConstruction-v0"):
         make_run_config({"algo": "memalpha"}, env="rlmem/EndlessTMaze-v0")
 

@@ -16,7 +16,7 @@ The tiny model
 given corpus (the synthetic episodes, tool calls and :data:`WRITER_INSTRUCTIONS`), wraps it
 as a ``PreTrainedTokenizerFast`` with a ChatML-style chat template (``<|im_start|>role\\n
 ...<|im_end|>``; ``<|im_end|>`` is the end of a turn and the EOS), and builds a randomly
-initialised ``Qwen2ForCausalLM`` of a few layers from a config. Two choices make it work on
+initialised ``Qwen2ForCausalLM`` of a few layers from a config. Three choices make it work on
 held-out episodes, whose names (places, people, towns, goods, label words) never occur in
 training:
 
@@ -31,6 +31,11 @@ training:
   are added tokens, so a call is ~10 tokens plus its content: short completions are what a
   CPU can generate and what a tiny model can get exactly right. The observation's markup
   (``<core_memory>``, ``<new_chunk index="``...) is shortened the same way.
+- **The model starts with a copy circuit.** Spelling a name in known pieces is not enough: the
+  model must also *copy* those pieces from the chunk, which a pretrained LLM does with
+  induction heads and a tiny model trained from scratch does not learn in a CPU budget (it
+  learns the training names instead). :func:`wire_copy_circuit` writes one induction head into
+  the random initial weights (``TinyModelSpec.copy_circuit``); SFT then learns when to use it.
 
 Decoding is exact: ``tokenizer.decode(tokenizer(text).input_ids) == text`` for any text.
 
@@ -68,6 +73,7 @@ __all__ = [
     "evaluate_llm_writer",
     "load_pretrained",
     "play_batch",
+    "wire_copy_circuit",
 ]
 
 PAD_TOKEN, BOS_TOKEN, EOS_TOKEN = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
@@ -133,6 +139,12 @@ class TinyModelSpec:
     """Width of each block's SwiGLU MLP."""
     max_positions: int = 4096
     """``max_position_embeddings`` of the config (RoPE base positions)."""
+    rope_theta: float = 1e6
+    """RoPE base (Qwen2's): most rotary pairs of a head turn slowly, which the copy circuit's
+    content match needs (a pair that turns fast compares tokens differently at every distance)."""
+    copy_circuit: bool = True
+    """Wire a copy circuit into the random initialisation (:func:`wire_copy_circuit`); needs
+    ``num_layers >= 2`` and ``num_heads >= 2``."""
     seed: int = 0
     """Seed of the weight initialisation (the global torch RNG is left untouched)."""
 
@@ -147,6 +159,15 @@ class TinyModelSpec:
             raise ConfigError(
                 f"tiny model: hidden_size ({self.hidden_size}) must split into num_heads ({self.num_heads}) "
                 "heads of an even size (rotary embeddings)"
+            )
+        if not (isinstance(self.rope_theta, (int, float)) and not isinstance(self.rope_theta, bool)
+                and self.rope_theta > 1):
+            raise ConfigError(f"tiny model: rope_theta must be a number > 1, got {self.rope_theta!r}")
+        if self.copy_circuit and (self.num_layers < 2 or self.num_heads < 2 or self.hidden_size % 2):
+            raise ConfigError(
+                "tiny model: copy_circuit needs num_layers >= 2, num_heads >= 2 and an even hidden_size "
+                f"(got {self.num_layers} layers, {self.num_heads} heads, hidden {self.hidden_size}); "
+                "set copy_circuit = false for a plain random initialisation"
             )
 
 
@@ -214,6 +235,7 @@ def build_tiny(corpus_texts: Iterable[str], spec: TinyModelSpec | None = None, h
         num_key_value_heads=spec.num_heads,
         max_position_embeddings=spec.max_positions,
         tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": float(spec.rope_theta)},
         bos_token_id=tokenizer.convert_tokens_to_ids(BOS_TOKEN),
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -221,10 +243,117 @@ def build_tiny(corpus_texts: Iterable[str], spec: TinyModelSpec | None = None, h
     with torch.random.fork_rng(devices=[]):  # seeded init without moving the caller's RNG
         torch.manual_seed(spec.seed)
         model = Qwen2ForCausalLM(config)
+        if spec.copy_circuit:
+            wire_copy_circuit(model, seed=spec.seed)
     model.generation_config = GenerationConfig(
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=config.bos_token_id
     )
     return model.eval(), tokenizer
+
+
+# Strengths of the wired copy circuit (see wire_copy_circuit). Measured on repeated spans of
+# random tokens (vocabulary 800, hidden 128, 2 heads): ~0.9 of the repeated tokens are
+# predicted at initialisation; the two-token match (_SECOND) lowered the SFT loss on the
+# task's demonstrations from 0.45 to 0.25 nats per completion token.
+_EMBED_NORM = 1.0    # norm of a token embedding (the token half of the residual stream)
+_PREV_MARGIN = 8.0   # logit margin of the previous-token heads' target position over its neighbours
+_MATCH_LOGIT = 14.0  # attention logit of an exact token match in the induction head
+_COPY_GAIN = 4.0     # copied token vs current token, in the residual stream read by the unembedding
+_SECOND = 0.5        # weight of the token two back (match two tokens, not one: "b|le" vs "id|le")
+_MATCH_SPAN = 512    # the content match uses rotary pairs that turn < 0.5 rad over this many positions
+
+
+def wire_copy_circuit(model, seed: int = 0) -> dict[str, float]:
+    """Wire a copy circuit (an induction head) into a freshly initialised ``Qwen2ForCausalLM``, in place.
+
+    Why: a pretrained LLM brings induction heads ("the token after the earlier occurrence of
+    the current token", Olsson et al. 2022) from pretraining; that is how it copies a name it
+    has never seen. A tiny model trained from scratch does not form them in a CPU budget
+    (measured: 4000 steps of a pure copy task on repeated random spans did not; SFT on the
+    writer's demonstrations learned the *training* names' spellings instead, so held-out
+    names came out wrong). So the circuit is written into the initial weights; everything
+    stays an ordinary trainable Qwen2 (TRL, ``save_pretrained``, vLLM see nothing special).
+
+    Layout, with the residual stream split into a token half ``[0, h)`` and a context half
+    ``[h, 2h)`` (``h = hidden_size / 2``):
+
+    - embeddings live in the token half (norm :data:`_EMBED_NORM`); the tied unembedding reads it;
+    - every ``o_proj`` and ``down_proj`` starts at zero (as zero-initialised residual branches):
+      at initialisation the model is embeddings -> circuit -> unembedding, and SFT grows the rest;
+    - layer 0, head 0 attends to the previous position, head 1 to the one before (rotary
+      position only: constant query and key biases, zero weights), and both write that token's
+      embedding into the context half (weights 1 and :data:`_SECOND`);
+    - layer 1, head 0 (the induction head) matches its query (the current token, plus
+      :data:`_SECOND` x the previous one) against each key's context half, in the rotary pairs
+      that barely turn over :data:`_MATCH_SPAN` positions (``rope_theta`` sets how many), and
+      copies the matched position's own token into the token half (:data:`_COPY_GAIN`).
+
+    Nothing here knows the task: it copies any span it has seen before in its context.
+    Returns a few derived numbers (pairs used for the match, attention scales).
+    """
+    import math
+
+    import torch
+
+    cfg = model.config
+    d, n_heads = cfg.hidden_size, cfg.num_attention_heads
+    hd, h = d // n_heads, d // 2
+    k = min(hd, h)  # token dimensions a head can carry
+    layers = model.model.layers
+    if len(layers) < 2 or n_heads < 2:
+        raise ConfigError("copy circuit: needs at least 2 layers and 2 heads")
+    theta = float(cfg.rope_parameters["rope_theta"])
+    inv = 1.0 / theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)  # [hd/2] rotary frequencies
+    slow = [p for p in range(hd // 2) if inv[p] * _MATCH_SPAN <= 0.5]
+    if not slow:
+        raise ConfigError(f"copy circuit: no rotary pair of a {hd}-wide head turns slowly enough with "
+                          f"rope_theta = {theta:g}; raise rope_theta or the head size")
+    gen = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for layer in layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        emb = model.get_input_embeddings().weight
+        emb.zero_()
+        emb[:, :h] = torch.randn(emb.shape[0], h, generator=gen) * (_EMBED_NORM / math.sqrt(h))
+        # RMSNorm gives vectors of norm sqrt(d); a head's output is scaled back to embedding size.
+        back = _EMBED_NORM / math.sqrt(d) * math.sqrt(2)
+
+        # Layer 0: positional heads. Score(i, j) = amp * sum_p cos(w_p (j - i + offset)) / sqrt(hd),
+        # largest at j = i - offset; amp gives a margin of _PREV_MARGIN over offsets one away.
+        att0 = layers[0].self_attn
+        amp = _PREV_MARGIN * math.sqrt(hd) / float((1 - torch.cos(inv)).sum())
+        for head, (offset, weight) in enumerate(((1, 1.0), (2, _SECOND))):
+            rows = slice(head * hd, (head + 1) * hd)
+            query, key = torch.zeros(hd, dtype=torch.float64), torch.zeros(hd, dtype=torch.float64)
+            query[: hd // 2] = amp
+            key[: hd // 2], key[hd // 2:] = torch.cos(offset * inv), torch.sin(offset * inv)
+            for proj in (att0.q_proj, att0.k_proj, att0.v_proj):
+                proj.weight[rows] = 0.0
+                proj.bias[rows] = 0.0
+            att0.q_proj.bias[rows] = query.float()
+            att0.k_proj.bias[rows] = key.float()
+            att0.v_proj.weight[head * hd: head * hd + k, :k] = torch.eye(k)
+            att0.o_proj.weight[h:h + k, head * hd: head * hd + k] = torch.eye(k) * (weight * back)
+
+        # Layer 1, head 0: induction. Query = current token (+ the previous one), key = the
+        # context half, both projected onto the slow rotary pairs; value = the key's own token.
+        att1 = layers[1].self_attn
+        dims = slow + [p + hd // 2 for p in slow]
+        n = max(len(dims), k)
+        proj = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))[0][: len(dims), :k].float()
+        proj *= math.sqrt(k / min(len(dims), k))  # keep inner products when projecting down
+        scale = _MATCH_LOGIT * math.sqrt(hd) / h  # each half of a normalised residual has norm ~ sqrt(h)
+        rows = slice(0, hd)
+        for p_ in (att1.q_proj, att1.k_proj, att1.v_proj):
+            p_.weight[rows] = 0.0
+            p_.bias[rows] = 0.0
+        att1.q_proj.weight[dims, :k] = proj * scale
+        att1.q_proj.weight[dims, h:h + k] = proj * (scale * _SECOND)
+        att1.k_proj.weight[dims, h:h + k] = proj
+        att1.v_proj.weight[:k, :k] = torch.eye(k)
+        att1.o_proj.weight[:k, :k] = torch.eye(k) * (_COPY_GAIN * back)
+    return {"slow_pairs": float(len(slow)), "position_amplitude": amp, "match_scale": scale}
 
 
 # --------------------------------------------------------------------------- real models

@@ -6,13 +6,17 @@ arXiv 2509.25911), on ``rlmem/MemoryConstruction-v0``. Reads top to bottom:
 1. **Model.** ``[llm] model = "tiny"`` builds a tokenizer and a randomly initialised
    ``Qwen2ForCausalLM`` locally (:func:`rlmem.agents.llm_writer.build_tiny`; corpus: the
    observations and demonstrations of training episodes plus ``WRITER_INSTRUCTIONS``, with the
-   training split's names hidden from the BPE merges). ``model = "/path/to/Qwen3-4B"`` loads a
-   local Hugging Face folder instead (never a download).
+   training split's names hidden from the BPE merges; a copy circuit wired into the initial
+   weights). ``model = "/path/to/Qwen3-4B"`` loads a local Hugging Face folder instead (never
+   a download).
 2. **SFT warm start** (TRL ``SFTTrainer``): demonstrations of the heuristic writer
    (:class:`rlmem.agents.heuristic_writers.HeuristicWriter`) on ``sft_episodes`` TRAIN-split
    episodes, one conversational prompt-completion example per chunk (prompt = the env's
    observation, completion = the heuristic's tool calls); loss on the completion only
-   (``sft_completion_only``). A pause asked during SFT (Ctrl-C) takes effect when it ends.
+   (``sft_completion_only``). For the tiny model the training split's names are replaced by
+   made-up words in ``sft_rename`` of the demonstrations (:func:`rename_names`), so it learns
+   to copy names rather than memorise the ~130 of the training split. A pause asked during
+   SFT (Ctrl-C) takes effect when it ends.
 3. **GRPO** (TRL ``GRPOTrainer``), one group per *state*:
 
    - prompts are states visited by the current writer: an endless stream
@@ -69,6 +73,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -84,7 +89,7 @@ from rlmem.config import RunConfig, from_dict
 from rlmem.errors import ConfigError, RunError
 from rlmem.runs import Run
 
-__all__ = ["LLMConfig", "check_config", "evaluate_run", "train"]
+__all__ = ["LLMConfig", "check_config", "evaluate_run", "rename_names", "train"]
 
 ENV_ID = "rlmem/MemoryConstruction-v0"
 SFT_DIR, MODEL_DIR = "sft_model", "model"
@@ -101,14 +106,19 @@ class LLMConfig:
     """``"tiny"``: build a tokenizer and a small Qwen2 locally; else a local Hugging Face folder."""
     vocab_size: int = 768
     """Tiny model: BPE vocabulary size (bytes + merges + special tokens)."""
-    hidden_size: int = 64
+    hidden_size: int = 128
     """Tiny model: width."""
-    num_layers: int = 3
+    num_layers: int = 4
     """Tiny model: transformer blocks."""
-    num_heads: int = 4
+    num_heads: int = 2
     """Tiny model: attention heads."""
     intermediate_size: int = 256
     """Tiny model: MLP width."""
+    rope_theta: float = 1e6
+    """Tiny model: RoPE base (:class:`rlmem.agents.llm_writer.TinyModelSpec`)."""
+    copy_circuit: bool = True
+    """Tiny model: start from weights with a copy (induction) circuit wired in
+    (:func:`rlmem.agents.llm_writer.wire_copy_circuit`); it lets the model copy names it never saw."""
     include_instructions: bool = False
     """Put ``WRITER_INSTRUCTIONS`` in a system message (real models; a tiny model gains nothing)."""
     chat_template_kwargs: dict = field(default_factory=dict)
@@ -120,13 +130,20 @@ class LLMConfig:
     """TRAIN episodes demonstrated by the heuristic writer (one example per chunk)."""
     sft_epochs: float = 2.0
     """Passes over the demonstrations (``num_train_epochs``)."""
-    sft_learning_rate: float = 3e-3
-    """SFT AdamW learning rate (cosine decay, 5% warm-up)."""
-    sft_batch_size: int = 16
+    sft_learning_rate: float = 3e-4
+    """SFT AdamW learning rate (cosine decay, 5% warm-up). Tiny model with the copy circuit: an
+    Adam step moves every weight by about this much, and at 1e-3 the wired circuit was gone
+    within 50 steps (measured); 3e-4 keeps and sharpens it."""
+    sft_batch_size: int = 8
     """SFT examples per optimiser step (``per_device_train_batch_size``)."""
     sft_completion_only: bool = True
     """Loss on the demonstrated action only (``completion_only_loss``); false: also on the
     observation (language modelling of the chunks, free signal for a model trained from scratch)."""
+    sft_rename: float = 1.0
+    """Tiny model: fraction of demonstrations whose training-split names (places, people, towns,
+    goods, passwords, label words) are replaced by made-up words, consistently within the
+    demonstration (:func:`rename_names`). The training split has ~130 names: a small model
+    learns their spellings instead of copying from the chunk, which fails on held-out names."""
 
     prompts_per_step: int = 4
     """Distinct prompts (states) per GRPO step."""
@@ -196,6 +213,7 @@ def check_config(cfg: RunConfig) -> LLMConfig:
     checks = [
         (llm.sft_episodes >= 0, f"llm.sft_episodes must be >= 0, got {llm.sft_episodes}"),
         (llm.sft_epochs > 0, f"llm.sft_epochs must be positive, got {llm.sft_epochs}"),
+        (0.0 <= llm.sft_rename <= 1.0, f"llm.sft_rename must be a fraction in [0, 1], got {llm.sft_rename}"),
         (llm.num_generations >= 2, f"llm.num_generations must be >= 2 (a group needs two samples), got {llm.num_generations}"),
         (llm.learning_rate > 0 and llm.sft_learning_rate > 0, "llm learning rates must be positive"),
         (llm.beta >= 0, f"llm.beta must be >= 0, got {llm.beta}"),
@@ -226,7 +244,8 @@ def check_config(cfg: RunConfig) -> LLMConfig:
 def _spec(llm: LLMConfig, seed: int = 0):
     from rlmem.agents.llm_writer import TinyModelSpec
 
-    return TinyModelSpec(llm.vocab_size, llm.hidden_size, llm.num_layers, llm.num_heads, llm.intermediate_size, seed=seed)
+    return TinyModelSpec(llm.vocab_size, llm.hidden_size, llm.num_layers, llm.num_heads, llm.intermediate_size,
+                         rope_theta=llm.rope_theta, copy_circuit=llm.copy_circuit, seed=seed)
 
 
 # --------------------------------------------------------------------------- data
@@ -252,6 +271,52 @@ def demonstrations(env_kwargs: dict[str, Any], seeds: list[int], writer: str = "
             if terminated or truncated:
                 break
     return pairs
+
+
+# Made-up words for rename_names: one to three syllables (onset, vowel, optional coda), so a
+# made-up name is spelled in the same kind of sub-word pieces as a real one.
+_ONSETS = "b c d f g h j k l m n p r s t v w z br ch cr dr fl gr pl qu sh st th tr".split()
+_VOWELS = "a e i o u y ai ea ou ie".split()
+_CODAS = ("", "", "", "n", "r", "l", "s", "t", "m", "ck", "nd", "st", "x")
+_WORDS = re.compile(r"[A-Za-z]+")
+
+
+def rename_names(pairs: list[tuple[str, str]], names: set[str], fraction: float, seed: int) -> list[tuple[str, str]]:
+    """``pairs`` with, in a ``fraction`` of them, every word of ``names`` replaced by a made-up
+    word: the same word gets the same replacement in the observation and the action, and
+    a capitalised name gets a capitalised one. Replacements never collide with a word of
+    ``pairs``. The demonstration stays a correct one (the heuristic only copies names), but
+    its names can no longer be memorised: the model has to copy them from the chunk.
+    """
+    if fraction <= 0 or not names or not pairs:
+        return list(pairs)
+    rng = random.Random(seed)
+    taken = {w.lower() for pair in pairs for text in pair for w in _WORDS.findall(text)}
+    pattern = re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")\b")
+
+    def made_up() -> str:
+        while True:
+            word = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
+                           for _ in range(rng.randint(1, 3)))
+            if len(word) >= 3 and word not in taken:
+                return word
+
+    out = []
+    for observation, action in pairs:
+        if rng.random() >= fraction:
+            out.append((observation, action))
+            continue
+        table: dict[str, str] = {}
+
+        def sub(m: re.Match) -> str:
+            word = m.group(0)
+            if word not in table:
+                new = made_up()
+                table[word] = new.capitalize() if word[0].isupper() else new
+            return table[word]
+
+        out.append((pattern.sub(sub, observation), pattern.sub(sub, action)))
+    return out
 
 
 def _messages(llm: LLMConfig, observation: str) -> list[dict[str, str]]:
@@ -691,6 +756,8 @@ def _warm_start(cfg, llm, run, callback, workdir, device):
                        for t in pair]
         names = {w.rstrip("_") for words in split_vocabulary("train").values() for w in words}
         model, tokenizer = build_tiny(corpus, _spec(llm, cfg.seed), hidden_words=names)
+        # After the tokenizer is built: its merges come from the real text, names hidden.
+        pairs = rename_names(pairs, names, llm.sft_rename, seed=cfg.seed)
     else:
         with _quiet():
             model, tokenizer = load_pretrained(Path(llm.model).expanduser(), device=device, dtype=llm.dtype)
