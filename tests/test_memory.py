@@ -255,10 +255,10 @@ def test_recurrent_calls_the_rnn_once(name, key):
 
 @functools.lru_cache(maxsize=None)
 def packed(name: str) -> Memory:
-    """A recurrent memory that takes the packed path 3 (LSTM's CPU default is path 3')."""
+    """A recurrent memory that takes the packed path 3 (the CPU default is path 3')."""
     torch.manual_seed(0)
     mem = make(name, IN_DIM, **SMALL[name])
-    mem.cpu_padded_lstm = False
+    mem.cpu_padded = False
     return mem
 
 
@@ -268,16 +268,17 @@ def blocked(name: str) -> Memory:
     torch.manual_seed(0)
     mem = make(name, IN_DIM, **SMALL[name])
     mem.cpu_block_rows = 1  # blocks of max(8, 1 // B) = 8 steps
-    mem.cpu_padded_lstm = False
+    mem.cpu_padded = False
     return mem
 
 
+@pytest.mark.parametrize("name", ["gru", "lstm"])
 @settings(max_examples=30, deadline=None)
 @given(c=chunks())
-def test_packed_path_equals_step_loop(c):
-    """Path 3 for the LSTM (its CPU default is path 3'; GRU always takes path 3)."""
+def test_packed_path_equals_step_loop(name, c):
+    """Path 3 (the CPU default is path 3'; path 3 is what a GPU runs)."""
     T, B, start, g = c
-    mem = packed("lstm")
+    mem = packed(name)
     x, s0 = case(mem, T, B, start, g)
     fast, _ = loss_and_grads(mem, x, s0, start, one_call)
     ref, _ = loss_and_grads(mem, x, s0, start, step_loop)
@@ -288,7 +289,7 @@ def test_packed_path_equals_step_loop(c):
 def test_lstm_padded_path_calls_once_per_distinct_last_start():
     """Path 3': one padded call for the outputs, one per distinct start of the last segments."""
     mem = built("lstm")
-    assert mem.cpu_padded_lstm
+    assert mem.cpu_padded
     calls = []
     handle = mem.rnn.register_forward_hook(lambda *_: calls.append(1))
     try:
