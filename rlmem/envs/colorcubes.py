@@ -589,15 +589,20 @@ _SCALARS = ("agent", "target", "phase", "phase_steps", "steps", "shown")
 
 
 @numba.njit(cache=True)
+def _insort(occupied: np.ndarray, m: int, cell: int) -> None:
+    """``bisect.insort`` of ``cell`` into the sorted ``occupied[:m]`` (room for ``m + 1``)."""
+    k = m - 1
+    while k >= 0 and occupied[k] > cell:
+        occupied[k + 1] = occupied[k]
+        k -= 1
+    occupied[k + 1] = cell
+
+
+@numba.njit(cache=True)
 def _sort_small(a: np.ndarray, m: int) -> None:
     """Insertion sort of ``a[:m]`` in place (a handful of cells)."""
     for j in range(1, m):
-        v = a[j]
-        k = j - 1
-        while k >= 0 and a[k] > v:
-            a[k + 1] = a[k]
-            k -= 1
-        a[k + 1] = v
+        _insort(a, j, a[j])
 
 
 @numba.njit(cache=True)
@@ -608,16 +613,6 @@ def _kth_free_nb(occupied: np.ndarray, m: int, k: int) -> int:
             break
         k += 1
     return k
-
-
-@numba.njit(cache=True)
-def _insort(occupied: np.ndarray, m: int, cell: int) -> None:
-    """``bisect.insort`` of ``cell`` into the sorted ``occupied[:m]`` (room for ``m + 1``)."""
-    k = m - 1
-    while k >= 0 and occupied[k] > cell:
-        occupied[k + 1] = occupied[k]
-        k -= 1
-    occupied[k + 1] = cell
 
 
 @numba.njit(cache=True)
