@@ -112,3 +112,20 @@ def test_gru_learns_a_tmaze_that_the_memoryless_agent_cannot(tmp_path):
         results[memory] = evaluate(policy, cfg.env, env_kwargs, episodes=200, seed=12345).success
     assert results["gru"] >= 0.9, results
     assert results["none"] <= 0.4, results
+
+
+def test_window_logs_subgoal_success_rate_where_the_env_reports_it():
+    """GoatGrid episodes hold several subgoals: PPO's log has their success rate as well as the
+    whole-episode success (which stays near 0 while subgoals already succeed)."""
+    from rlmem.algos.common import episode_row, recent_window, restore_rows
+
+    window = restore_rows([[1.0, 10, 1.0], [0.0, 5, float("nan")]])  # an older checkpoint's rows
+    assert recent_window(window) == {"episode_return": 0.5, "episode_length": 7.5, "success": 1.0}
+    window.append(episode_row(2.0, 3, success=False, subgoal_rate=0.25))
+    assert recent_window(window)["subgoal_success_rate"] == 0.25
+    preset = {**TINY, "policy": {**TINY["policy"], "encoder": [16]}}
+    cfg = make_run_config(preset, env="rlmem/GoatGridSmall-v0", total_steps=512, seed=2, torch_threads=1)
+    metrics = train(cfg)
+    assert 0.0 <= metrics["subgoal_success_rate"] <= 1.0 and "success" in metrics
+    tmaze = train(make_run_config(TINY, env="rlmem/EndlessTMaze-v0", total_steps=128, seed=2, torch_threads=1))
+    assert "subgoal_success_rate" not in tmaze

@@ -1,7 +1,9 @@
 """What every training loop shares: the device check and the rolling episode statistics.
 
 PPO, GRPO, NEC and the SB3 baselines log the same metric keys (``episode_return``,
-``episode_length``, ``success`` over the last :data:`RECENT` episodes), so their curves sit
+``episode_length``, ``success`` over the last :data:`RECENT` episodes, and
+``subgoal_success_rate`` for envs whose episodes hold several subgoals, e.g. GoatGrid, where
+whole-episode success stays near 0 long after subgoals start to succeed), so their curves sit
 on one plot in ``rlmem compare``.
 """
 
@@ -14,7 +16,7 @@ import torch
 
 from rlmem.errors import ConfigError
 
-__all__ = ["RECENT", "check_device", "episode_stats", "recent_window"]
+__all__ = ["RECENT", "check_device", "episode_row", "episode_stats", "recent_window", "restore_rows"]
 
 RECENT = 100
 """Episodes in the rolling success / return window."""
@@ -28,26 +30,42 @@ def check_device(name: str) -> torch.device:
     return device
 
 
+def episode_row(ep_return: float, ep_length: int, success=None, subgoal_rate=None) -> tuple:
+    """One finished episode for the rolling window: ``(return, length, success,
+    subgoal_success_rate)``, nan for what the env does not report."""
+    nan = float("nan")
+    return (float(ep_return), int(ep_length), nan if success is None else float(success),
+            nan if subgoal_rate is None else float(subgoal_rate))
+
+
 def episode_stats(info: dict, done: np.ndarray, ep_return: np.ndarray, ep_length: np.ndarray) -> list:
-    """(return, length, success) of every env whose episode ended; success nan if unknown."""
+    """:func:`episode_row` of every env whose episode ended, from a vector env's SAME_STEP
+    ``final_info`` (``success``, ``subgoal_success_rate`` where the env reports them)."""
     final = info.get("final_info", {})
-    success = final.get("success")
-    mask = final.get("_success")
-    out = []
-    for i in np.flatnonzero(done):
-        s = float(success[i]) if success is not None and mask is not None and mask[i] else float("nan")
-        out.append((float(ep_return[i]), int(ep_length[i]), s))
-    return out
+
+    def reported(key: str, i: int):
+        value, mask = final.get(key), final.get(f"_{key}")
+        return value[i] if value is not None and mask is not None and mask[i] else None
+
+    return [episode_row(ep_return[i], ep_length[i], reported("success", i), reported("subgoal_success_rate", i))
+            for i in np.flatnonzero(done)]
+
+
+def restore_rows(rows: list) -> list[tuple]:
+    """A checkpoint's window rows as :func:`episode_row` tuples (rows saved before the subgoal
+    column existed have three entries)."""
+    return [tuple(r) + (float("nan"),) * (4 - len(r)) for r in rows]
 
 
 def recent_window(recent: deque) -> dict:
-    """Mean return, length and success (episodes that report one) of ``recent``'s
-    ``(return, length, success)`` rows; empty before the first episode ends."""
+    """Mean return and length of ``recent``'s :func:`episode_row` rows, and the mean success and
+    subgoal success rate of the episodes that report them; empty before the first episode ends."""
     if not recent:
         return {}
     arr = np.asarray(recent, dtype=np.float64)
     out = {"episode_return": float(arr[:, 0].mean()), "episode_length": float(arr[:, 1].mean())}
-    succ = arr[:, 2][~np.isnan(arr[:, 2])]
-    if len(succ):
-        out["success"] = float(succ.mean())
+    for column, key in ((2, "success"), (3, "subgoal_success_rate")):
+        known = arr[:, column][~np.isnan(arr[:, column])]
+        if len(known):
+            out[key] = float(known.mean())
     return out

@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from rlmem.agents.encoders import make_encoder
 from rlmem.agents.obs import Obs, index_envs, map_obs, obs_buffer, stack_final, to_numpy, to_tensor, unsqueeze
 from rlmem.agents.policy import PolicyOut
-from rlmem.algos.common import RECENT, check_device, episode_stats, recent_window
+from rlmem.algos.common import RECENT, check_device, episode_stats, recent_window, restore_rows
 from rlmem.config import PolicyConfig, PPOConfig, RunConfig, from_dict
 from rlmem.envs.vector import make_vec_env
 from rlmem.errors import ConfigError, RunError
@@ -383,7 +383,7 @@ def train(
 
     next_obs, _ = envs.reset(seed=cfg.seed)
     ep_return, ep_length = np.zeros(B), np.zeros(B, dtype=np.int64)
-    recent: deque[tuple[float, int, float]] = deque(maxlen=RECENT)
+    recent: deque[tuple] = deque(maxlen=RECENT)  # episode_row tuples
     first_update, global_step, grad_due = 0, 0, 0
 
     if resume:
@@ -405,13 +405,13 @@ def train(
             window.load_state(ckpt["window"])
         else:  # envs without get_state restart their episodes; the cut transitions get no target
             next_obs, _ = envs.reset(seed=cfg.seed + 7919 * first_update)
-        recent.extend(tuple(r) for r in ckpt["recent"])
+        recent.extend(restore_rows(ckpt["recent"]))
         run.truncate_metrics(global_step)
 
     t0, step0 = time.perf_counter(), global_step
     metrics: dict = {}
     for update in range(first_update, cfg.num_updates):
-        finished: list[tuple[float, int, float]] = []
+        finished: list[tuple] = []
         losses: list[float] = []
         written: list[Tensor] = []
         for _ in range(T):

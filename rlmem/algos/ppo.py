@@ -24,7 +24,7 @@ import torch
 
 from rlmem.agents.obs import index_envs, obs_buffer, stack_final, store, to_numpy, to_tensor, torch_dtype, unsqueeze
 from rlmem.agents.policy import ActorCritic
-from rlmem.algos.common import RECENT, check_device, episode_stats, recent_window
+from rlmem.algos.common import RECENT, check_device, episode_stats, recent_window, restore_rows
 from rlmem.algos.functional import env_minibatches, explained_variance, gae, normalize, ppo_loss
 from rlmem.config import RunConfig
 from rlmem.envs.vector import make_vec_env
@@ -76,7 +76,7 @@ def train(
     next_start = np.ones(B, dtype=bool)  # every env begins an episode
     state = policy.initial_state(B, device)
     ep_return, ep_length = np.zeros(B), np.zeros(B, dtype=np.int64)
-    recent: deque[tuple[float, int, float]] = deque(maxlen=RECENT)  # (return, length, success)
+    recent: deque[tuple] = deque(maxlen=RECENT)  # episode_row tuples
     first_update, global_step = 0, 0
 
     if resume:
@@ -95,7 +95,7 @@ def train(
             ep_return, ep_length = loop["ep_return"].numpy(), loop["ep_length"].numpy()
         else:  # envs without get_state restart their episodes (documented: not bit-exact)
             next_obs, _ = envs.reset(seed=cfg.seed + 7919 * first_update)
-        recent.extend(tuple(r) for r in ckpt["recent"])
+        recent.extend(restore_rows(ckpt["recent"]))
         run.truncate_metrics(global_step)
 
     t0, step0 = time.perf_counter(), global_step
@@ -105,7 +105,7 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         chunk_state = state  # the memory state before step 0 of this chunk
-        finished: list[tuple[float, int, float]] = []
+        finished: list[tuple] = []
 
         # ------------------------------------------------------------ 1. rollout
         for t in range(T):

@@ -64,7 +64,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rlmem.algos.common import RECENT, check_device, recent_window  # the same window and metric keys as rlmem's PPO
+from rlmem.algos.common import RECENT, check_device, episode_row, recent_window, restore_rows  # the same window and metric keys as rlmem's PPO
 from rlmem.config import RunConfig
 from rlmem.envs.sb3_vecenv import SB3VecEnv, make_sb3_vec_env
 from rlmem.errors import ConfigError, RunError
@@ -309,8 +309,8 @@ class _Trainer:
         n = settings.num_envs
         self.update = 0
         self.ep_return, self.ep_length = np.zeros(n), np.zeros(n, dtype=np.int64)
-        self.recent: deque[tuple[float, int, float]] = deque(maxlen=RECENT)  # (return, length, success)
-        self.finished: list[tuple[float, int, float]] = []  # episodes ended during this update
+        self.recent: deque[tuple] = deque(maxlen=RECENT)  # episode_row tuples
+        self.finished: list[tuple] = []  # episodes ended during this update
         self.metrics: dict = {}
         self.t0, self.step0 = time.perf_counter(), 0
 
@@ -319,10 +319,9 @@ class _Trainer:
         self.ep_return += rewards
         self.ep_length += 1
         for i in np.flatnonzero(dones):
-            success = infos[i].get("is_success")
-            self.finished.append(
-                (float(self.ep_return[i]), int(self.ep_length[i]), float("nan") if success is None else float(success))
-            )
+            info = infos[i]
+            self.finished.append(episode_row(self.ep_return[i], self.ep_length[i], info.get("is_success"),
+                                             info.get("subgoal_success_rate")))
             self.ep_return[i], self.ep_length[i] = 0.0, 0
 
     def end_update(self, *, last: bool) -> None:
@@ -405,7 +404,7 @@ class _Trainer:
             self.ep_return, self.ep_length = loop["ep_return"].numpy().copy(), loop["ep_length"].numpy().copy()
         else:  # no env state: learn() resets the envs with a fresh seed (documented: not bit-exact)
             self.venv.seed(self.cfg.seed + 7919 * self.update)
-        self.recent.extend(tuple(r) for r in ckpt["recent"])
+        self.recent.extend(restore_rows(ckpt["recent"]))
         rng = ckpt["rng"]
         torch.set_rng_state(rng["torch"])
         np.random.set_state(from_safe(rng["numpy"]))
