@@ -23,6 +23,7 @@ from rlmem.envs.colorcubes import (
     ColorCubesConfig,
     ColorCubesVec,
     _draw_layout_nb,
+    _raw_word,
     _observation_tables,
     _observe_all_nb,
     apply_teleports,
@@ -473,13 +474,24 @@ def test_teleport_bound_needs_teleports():
         teleport_bound(ColorCubesConfig.from_level("trivial"))
 
 
+def test_compiled_pcg64_gives_numpys_raw_words():
+    """The compiled loop's generator step equals numpy's PCG64 word for word (every rotation
+    amount occurs in 20k words), and leaves the state where numpy's is after as many words."""
+    rng = np.stack([rng_state_to_array(np.random.Generator(np.random.PCG64(s))) for s in range(3)])
+    for i, s in enumerate(range(3)):
+        got = [_raw_word(rng, i) for _ in range(20_000 if i == 0 else 50)]
+        reference = np.random.Generator(np.random.PCG64(s))
+        assert np.array_equal(np.array(got, dtype=np.uint64), reference.bit_generator.random_raw(len(got)))
+        assert np.array_equal(rng[i], rng_state_to_array(reference))
+
+
 @pytest.mark.parametrize("kwargs", SMALL_CONFIGS)
 def test_compiled_layout_equals_draw_layout(kwargs):
     cfg = ColorCubesConfig.from_level(**kwargs)
     cubes, occupied = np.zeros((2, cfg.n_cubes), dtype=np.int64), np.zeros(cfg.n_cubes + 1, dtype=np.int64)
     for s in range(300):
-        words = np.stack([pcg_words(20_000 + s, cfg.n_cubes + 5), np.concatenate([pcg_words(10_000 + s, 3), pcg_words(s, cfg.n_cubes + 2)])])
-        agent, target = _draw_layout_nb(words, 1, 3, cfg.cells, cubes, occupied)  # row 1, from offset 3
+        rng = np.stack([rng_state_to_array(np.random.Generator(np.random.PCG64(p))) for p in (10_000 + s, s)])
+        agent, target = _draw_layout_nb(rng, 1, cfg.cells, cubes, occupied)  # sub-env 1's generator
         a, c, t = draw_layout(np.random.Generator(np.random.PCG64(s)), cfg)
         assert (agent, target) == (a, t) and np.array_equal(cubes[1], c) and not cubes[0].any(), s
 

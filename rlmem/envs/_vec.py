@@ -89,48 +89,16 @@ class RawWords:
         width = int(counts.max())
         if width > self.block:
             raise ValueError(f"RawWords: {width} words asked at once, block is {self.block}")
-        self._refill(rngs, idx[self.pos[idx] + counts > self.block])
+        for i in idx[self.pos[idx] + counts > self.block].tolist():  # refill: unread words first
+            left = self.block - self.pos[i]
+            self.buf[i, :left] = self.buf[i, self.pos[i] :]
+            self.buf[i, left:] = rngs[i].bit_generator.random_raw(self.block - left)
+            self.pos[i] = 0
         cols = np.minimum(self.pos[idx, None] + np.arange(width), self.block - 1)
         out = self.buf[idx[:, None], cols]
         out[np.arange(width) >= counts[:, None]] = 0
         self.pos[idx] += counts
         return out
-
-    def ensure(self, rngs: list, reserve: int, idx: np.ndarray | None = None) -> None:
-        """Make every sub-env (or those in ``idx``) hold at least ``reserve`` unread words, for
-        a caller that reads ``buf[i, pos[i]:]`` and advances ``pos`` itself."""
-        low = self.pos > self.block - reserve
-        if idx is not None:
-            asked = np.zeros_like(low)
-            asked[idx] = True
-            low &= asked
-        if low.any():
-            self._refill(rngs, np.flatnonzero(low))
-
-    def _refill(self, rngs: list, idx: np.ndarray) -> None:
-        """Sub-envs ``idx``: unread words to the front of their row, then fresh ones."""
-        for i in idx.tolist():
-            left = self.block - self.pos[i]
-            self.buf[i, :left] = self.buf[i, self.pos[i] :]
-            self.buf[i, left:] = rngs[i].bit_generator.random_raw(self.block - left)
-            self.pos[i] = 0
-
-    def synced_states(self, rngs: list) -> np.ndarray:
-        """``uint64[n, 6]``: each generator's state as :meth:`sync` would leave it (unread words
-        given back), while the buffer stays: an oracle that reads the state every step would
-        otherwise refill a whole block per sub-env every step."""
-        from rlmem.envs.tmaze import rng_state_to_array
-
-        states = []
-        for rng, unread in zip(rngs, (self.block - self.pos).tolist()):
-            if unread:
-                ahead = rng.bit_generator.state
-                rng.bit_generator.advance(-unread)
-                states.append(rng_state_to_array(rng))
-                rng.bit_generator.state = ahead
-            else:
-                states.append(rng_state_to_array(rng))
-        return np.stack(states)
 
     def sync(self, rngs: list) -> None:
         """Give every unread word back to its generator and empty the buffer."""

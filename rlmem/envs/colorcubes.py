@@ -32,10 +32,11 @@ import numba
 import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
+from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from rlmem.envs._vec import RawWords, SubEnvRNGs, check_state_keys, is_int, reset_plan
+from rlmem.envs._vec import check_state_keys, is_int, reset_plan
 from rlmem.envs.tmaze import rng_from_array, rng_state_to_array
 from rlmem.errors import ConfigError
 
@@ -582,13 +583,44 @@ _SCALARS = ("agent", "target", "phase", "phase_steps", "steps", "shown")
 # --------------------------------------------------------------------------- batched env
 #
 # The batched step is one compiled loop over the sub-envs (numba): each sub-env does exactly
-# what ColorCubes.step does, reading the same raw words of its own generator from a shared
-# buffer. Color-Cubes' steps are full of per-sub-env events (teleports, phase changes,
+# what ColorCubes.step does, drawing the same raw words from its own PCG64 generator. Color-Cubes' steps are full of per-sub-env events (teleports, phase changes,
 # restarts, sorted-free-cell draws); as whole-array numpy they cost ~200 numpy calls a step
 # (issue 3: ~9x POPGym at N = 1024), compiled they cost a few hundred nanoseconds a sub-env.
 
 
-@numba.njit(cache=True)
+# numpy's PCG64 (PCG-XSL-RR 128/64: a 128-bit LCG, the output a xor-shifted, rotated fold of
+# the new state), one step per raw word, on states kept as uint64 rows (hi, lo, inc hi, inc lo,
+# has_uint32, uinteger) -- rlmem.envs.tmaze.rng_state_to_array's layout. (numba can take one
+# numpy Generator as an argument, not one per sub-env; a buffer of words read ahead per sub-env
+# made the loop wait on memory.) Every constant is a uint64: numba turns a mix of uint64 and
+# int64 into float64.
+_MULT_HI, _MULT_LO = np.uint64(2549297995355413924), np.uint64(4865540595714422341)
+_LOW32, _U32, _U58, _U63, _U64 = np.uint64(0xFFFFFFFF), np.uint64(32), np.uint64(58), np.uint64(63), np.uint64(64)
+
+
+@numba.njit(cache=True, inline="always")
+def _mul_hi(a, b):
+    """The high 64 bits of the 128-bit product of two uint64 (schoolbook on 32-bit halves)."""
+    a_lo, a_hi, b_lo, b_hi = a & _LOW32, a >> _U32, b & _LOW32, b >> _U32
+    cross1, cross2 = a_lo * b_hi, a_hi * b_lo
+    mid = ((a_lo * b_lo) >> _U32) + (cross1 & _LOW32) + (cross2 & _LOW32)
+    return a_hi * b_hi + (cross1 >> _U32) + (cross2 >> _U32) + (mid >> _U32)
+
+
+@numba.njit(cache=True, inline="always")
+def _raw_word(rng, i):
+    """The next ``bit_generator.random_raw()`` word of sub-env ``i``'s PCG64 state ``rng[i]``."""
+    hi, lo = rng[i, 0], rng[i, 1]
+    new_lo = lo * _MULT_LO  # state * multiplier (mod 2**128) ...
+    new_hi = _mul_hi(lo, _MULT_LO) + lo * _MULT_HI + hi * _MULT_LO
+    lo = new_lo + rng[i, 3]  # ... + increment
+    hi = new_hi + rng[i, 2] + (np.uint64(1) if lo < new_lo else np.uint64(0))
+    rng[i, 0], rng[i, 1] = hi, lo
+    folded, rot = hi ^ lo, hi >> _U58
+    return (folded >> rot) | (folded << ((_U64 - rot) & _U63))
+
+
+@numba.njit(cache=True, inline="always")
 def _insort(occupied: np.ndarray, m: int, cell: int) -> None:
     """``bisect.insort`` of ``cell`` into the sorted ``occupied[:m]`` (room for ``m + 1``)."""
     k = m - 1
@@ -598,14 +630,14 @@ def _insort(occupied: np.ndarray, m: int, cell: int) -> None:
     occupied[k + 1] = cell
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _sort_small(a: np.ndarray, m: int) -> None:
     """Insertion sort of ``a[:m]`` in place (a handful of cells)."""
     for j in range(1, m):
         _insort(a, j, a[j])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _kth_free_nb(occupied: np.ndarray, m: int, k: int) -> int:
     """:func:`_kth_free` on the sorted ``occupied[:m]``."""
     for j in range(m):
@@ -615,7 +647,7 @@ def _kth_free_nb(occupied: np.ndarray, m: int, k: int) -> int:
     return k
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _replace(occupied: np.ndarray, m: int, old: int, new: int) -> None:
     """``occupied.remove(old)`` then ``insort(occupied, new)`` on the sorted ``occupied[:m]``."""
     j = 0
@@ -626,26 +658,26 @@ def _replace(occupied: np.ndarray, m: int, old: int, new: int) -> None:
     _insort(occupied, m - 1, new)
 
 
-@numba.njit(cache=True)
-def _draw_layout_nb(words: np.ndarray, i: int, p: int, cells: int, cubes: np.ndarray, occupied: np.ndarray):
-    """:func:`draw_layout` from ``words[i, p : p + N + 2]`` (sub-env ``i``'s buffered words): fills
-    ``cubes[i]`` and returns ``(agent, target)``."""
+@numba.njit(cache=True, inline="always")
+def _draw_layout_nb(rng: np.ndarray, i: int, cells: int, cubes: np.ndarray, occupied: np.ndarray):
+    """:func:`draw_layout` from sub-env ``i``'s next ``N + 2`` raw words: fills ``cubes[i]`` and
+    returns ``(agent, target)``."""
     n = cubes.shape[1]
-    agent = np.int64(words[i, p] % np.uint64(cells))
+    agent = np.int64(_raw_word(rng, i) % np.uint64(cells))
     occupied[0] = agent
     for c in range(n):
-        cell = _kth_free_nb(occupied, c + 1, np.int64(words[i, p + 1 + c] % np.uint64(cells - 1 - c)))
+        cell = _kth_free_nb(occupied, c + 1, np.int64(_raw_word(rng, i) % np.uint64(cells - 1 - c)))
         _insort(occupied, c + 1, cell)
         cubes[i, c] = cell
-    return agent, np.int64(words[i, p + n + 1] % np.uint64(n))
+    return agent, np.int64(_raw_word(rng, i) % np.uint64(n))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _observe_nb(out, row, agent, cubes, i, target, shown, tables, hide, occupied) -> None:
     """:func:`observe` of a state into ``out[row]``: the agent's cell ``agent``, the cube cells
     ``cubes[i]``, the target and what is shown; ``tables`` from :func:`_observation_tables`.
     (Rows are indexed, not sliced: a view costs numba more than the work here.)"""
-    template, cell_pos, cell_y, cell_x, radius = tables
+    template, cell_pos, wide, in_view, centre = tables
     n = cubes.shape[1]
     for j in range(out.shape[1]):  # the agent's position and the window's outside-the-grid flags
         out[row, j] = template[agent, j]
@@ -661,21 +693,23 @@ def _observe_nb(out, row, agent, cubes, i, target, shown, tables, hide, occupied
         _sort_small(occupied, n)  # sorted by cell: order carries no identity
         for j in range(n):
             out[row, 4 + 3 * n + 2 * j], out[row, 5 + 3 * n + 2 * j] = cell_pos[occupied[j], 0], cell_pos[occupied[j], 1]
-    w, base, feat = 2 * radius + 1, 4 + 5 * n, n + 2
-    for c in range(n):  # the cubes in the window (table lookups: no integer division)
-        dy, dx = cell_y[cubes[i, c]] - cell_y[agent] + radius, cell_x[cubes[i, c]] - cell_x[agent] + radius
-        if dy >= 0 and dy < w and dx >= 0 and dx < w:
-            at = base + (dy * w + dx) * feat
-            out[row, at + 1] = 1.0
+    shift = centre - wide[agent]
+    for c in range(n):  # the cubes in the window: one table lookup each, no division
+        column = in_view[wide[cubes[i, c]] + shift]
+        if column:
+            out[row, column] = 1.0
             if not hide:
-                out[row, at + 2 + c] = 1.0
+                out[row, column + 1 + c] = 1.0  # colour c is c + 1 columns after the cube feature
 
 
 def _observation_tables(cfg: ColorCubesConfig) -> tuple:
     """What :func:`_observe_nb` reads: ``template float32[C, obs_size]`` (by the agent's cell: its
     position and feature 0, "outside the grid", of each window cell), ``cell_pos float32[C, 2]``
-    (observe's float64 positions cast to float32, so the values are the same), each cell's row
-    and column ``int64[C]``, and the view radius."""
+    (observe's float64 positions cast to float32, so the values are the same), and the window
+    lookup: cells re-encoded on a ``G x (2G - 1)`` grid (``wide int64[C]``), where the difference
+    of two cells fixes their row and column offsets, so ``in_view[wide[cube] - wide[agent] +
+    centre]`` is the column of that cube's "cube" feature in the agent's window, or 0 outside it
+    (column 0 is the agent's row, never a window feature)."""
     g, n, r = cfg.grid_size, cfg.n_cubes, cfg.view_radius
     y, x = np.divmod(np.arange(cfg.cells), g)
     cell_pos = np.stack([(y + 1) / g, (x + 1) / g], axis=-1).astype(np.float32)
@@ -685,16 +719,22 @@ def _observation_tables(cfg: ColorCubesConfig) -> tuple:
     template = np.zeros((cfg.cells, cfg.obs_size), dtype=np.float32)
     template[:, :2] = cell_pos
     template[:, 4 + 5 * n :: n + 2] = outside.reshape(cfg.cells, -1)
-    return template, cell_pos, y, x, r
+    span = 2 * g - 1
+    wide, centre = y * span + x, (g - 1) * span + (g - 1)
+    in_view = np.zeros(span * span, dtype=np.int64)
+    near = min(r, g - 1)  # offsets beyond the grid never occur
+    for dy in range(-near, near + 1):
+        for dx in range(-near, near + 1):
+            in_view[centre + dy * span + dx] = 4 + 5 * n + ((dy + r) * (2 * r + 1) + dx + r) * (n + 2) + 1
+    return template, cell_pos, wide, in_view, centre
 
 
 @numba.njit(cache=True)
-def _restart_nb(idx, clock, agent, cubes, target, phase, phase_start, start, shown, buf, pos, cells) -> None:
-    """New episodes in sub-envs ``idx`` from their next ``N + 2`` buffered words each."""
+def _restart_nb(idx, clock, agent, cubes, target, phase, phase_start, start, shown, rng, cells) -> None:
+    """New episodes in sub-envs ``idx``, drawn from their generators."""
     occupied = np.empty(cubes.shape[1] + 1, dtype=np.int64)
     for i in idx:
-        agent[i], target[i] = _draw_layout_nb(buf, i, pos[i], cells, cubes, occupied)
-        pos[i] += cubes.shape[1] + 2
+        agent[i], target[i] = _draw_layout_nb(rng, i, cells, cubes, occupied)
         phase[i], start[i], phase_start[i], shown[i] = 0, clock, clock, FULL
 
 
@@ -707,21 +747,22 @@ def _observe_all_nb(obs, agent, cubes, target, shown, tables, hide) -> None:
 
 @numba.njit(cache=True)
 def _step_nb(
-    actions, clock, agent, cubes, target, phase, phase_start, start, shown, buf, pos,  # state
+    actions, clock, agent, cubes, target, phase, phase_start, start, shown, rng,  # state
     move, n_phases, max_phase_steps, hide, teleport_target, draws, bound, target_reward, step_penalty,
     tables,  # config
     obs, final, reward, terminated, truncated, cue, final_cue,  # outputs
 ) -> int:
     """:meth:`ColorCubes.step` for every sub-env, SAME_STEP restarts included; returns how many
-    episodes ended. Words per sub-env, in the single env's order: a phase change's 2, or N
+    episodes ended. Raw words per sub-env, in the single env's order: a phase change's 2, or N
     teleport uniforms and a cell per mover; then a restart's N + 2."""
     n, cells = cubes.shape[1], len(tables[0])
     free_phase, free_teleport = np.uint64(cells - n), np.uint64(cells - 1 - n)
     occupied = np.empty(n + 1, dtype=np.int64)
+    uniforms = np.empty(n, dtype=np.uint64)
     ended = 0
     for i in range(len(agent)):
         here = agent[i] = move[agent[i], actions[i]]
-        p, t, s = pos[i], target[i], HIDDEN
+        t, s = target[i], HIDDEN
         reached = here == cubes[i, t]
         done = False
         if reached:
@@ -732,27 +773,28 @@ def _step_nb(
                 for c in range(n):
                     occupied[c] = cubes[i, c]
                 _sort_small(occupied, n)
-                cubes[i, t] = _kth_free_nb(occupied, n, np.int64(buf[i, p] % free_phase))
+                cubes[i, t] = _kth_free_nb(occupied, n, np.int64(_raw_word(rng, i) % free_phase))
+                word = _raw_word(rng, i)  # drawn even when N = 1, as the single env does
                 if n > 1:
-                    target[i] = (t + 1 + np.int64(buf[i, p + 1] % np.uint64(n - 1))) % n
-                p += 2
+                    target[i] = (t + 1 + np.int64(word % np.uint64(n - 1))) % n
                 phase_start[i], s = clock, FULL
         else:
             reward[i] = step_penalty
             if draws:  # teleport_mask, then apply_teleports for the movers in cube order
-                uniforms, p, moved = p, p + n, False
                 for c in range(n):
-                    if buf[i, uniforms + c] <= bound and (teleport_target or c != t):
+                    uniforms[c] = _raw_word(rng, i)
+                moved = False
+                for c in range(n):
+                    if uniforms[c] <= bound and (teleport_target or c != t):
                         if not moved:
                             for c2 in range(n):
                                 occupied[c2] = cubes[i, c2]
                             occupied[n] = here
                             _sort_small(occupied, n + 1)
                             moved = True
-                        new = _kth_free_nb(occupied, n + 1, np.int64(buf[i, p] % free_teleport))
+                        new = _kth_free_nb(occupied, n + 1, np.int64(_raw_word(rng, i) % free_teleport))
                         _replace(occupied, n + 1, cubes[i, c], new)
                         cubes[i, c] = new
-                        p += 1
                 if moved:
                     s = POSITIONS if hide else FULL
         terminated[i] = done
@@ -761,15 +803,14 @@ def _step_nb(
             ended += 1
             _observe_nb(final, i, here, cubes, i, target[i], s, tables, hide, occupied)
             final_cue[i] = s == FULL
-            agent[i], target[i] = _draw_layout_nb(buf, i, p, cells, cubes, occupied)
-            p += n + 2
+            agent[i], target[i] = _draw_layout_nb(rng, i, cells, cubes, occupied)
             phase[i], start[i], phase_start[i], s = 0, clock, clock, FULL
-        pos[i], shown[i], cue[i] = p, s, s == FULL
+        shown[i], cue[i] = s, s == FULL
         _observe_nb(obs, i, agent[i], cubes, i, target[i], s, tables, hide, occupied)
     return ended
 
 
-class ColorCubesVec(SubEnvRNGs, VectorEnv):
+class ColorCubesVec(VectorEnv):
     """Native batched Color-Cubes: ``num_envs`` copies of :class:`ColorCubes`, one compiled loop.
 
     Trajectories equal ``SyncVectorEnv([lambda: ColorCubes(**kw)] * N,
@@ -786,12 +827,12 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
     terminated/truncated ``bool[N]``, actions ``int[N]`` in 0..4.
 
     The step is a numba-compiled loop over the sub-envs (``_step_nb``) that does what
-    :meth:`ColorCubes.step` does, line for line, on arrays of the batch's state. Each sub-env's
-    raw words come from its own generator in the single env's order, read ahead in blocks
-    (:class:`rlmem.envs._vec.RawWords`); before a step every sub-env holds enough buffered
-    words for the most a step can read (N uniforms and N cells, then a restart's N + 2).
-    Reseeding gives unread words back and ``get_state`` reports the generators as if it had,
-    so generator states match the single envs'. This departs from DESIGN.md's "whole-array
+    :meth:`ColorCubes.step` does, line for line, on arrays of the batch's state. Each sub-env
+    has its own PCG64 generator, seeded by ``gymnasium.utils.seeding`` as the single env's; the
+    loop steps it itself (``_raw_word``: numpy's PCG64, on the generator states as uint64 rows),
+    so its raw words are the ones ``rng.bit_generator.random_raw`` gives the single env, in the
+    same order (tested word for word). :attr:`np_random` builds numpy Generators in the same
+    states when asked. This departs from DESIGN.md's "whole-array
     numpy" for this env only: its per-sub-env events cost ~200 numpy calls a step. The first
     step in a fresh checkout compiles the loop (~6 s here); numba caches it on disk after.
     """
@@ -837,10 +878,10 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         self._clock = 0  # step() calls so far
         self._start = np.zeros(n, dtype=np.int64)  # clock at the episode's start
         self._phase_start = np.zeros(n, dtype=np.int64)  # clock at the phase's start
-        self._init_rngs(n)
-        # Up to 2048 words (16 KiB) per sub-env while the buffer stays within 16 MiB.
-        self._words = RawWords(n, block=max(512, min(2048, (1 << 21) // n)))
-        self._reserve = 2 * cfg.n_cubes + cfg.n_cubes + 2  # the most one step can read
+        # Each sub-env's PCG64 state as rng_state_to_array's uint64[6] row; seeded at the first reset.
+        self._rng = np.zeros((n, 6), dtype=np.uint64)
+        self._seeds: list[int | None] = [None] * n
+        self._seeded = np.zeros(n, dtype=bool)
         self._tables = _observation_tables(cfg)
         # The next cell, by [cell, action] (a move into the wall stays).
         y, x = np.divmod(np.arange(cfg.cells)[:, None], cfg.grid_size)
@@ -851,9 +892,13 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
 
     @property
     def np_random(self) -> tuple[np.random.Generator, ...]:
-        """The sub-envs' generators (as ``SyncVectorEnv.np_random``), with no word read ahead."""
-        self._words.sync(self._rngs)
-        return tuple(self._rngs)  # type: ignore[arg-type]
+        """The sub-envs' generators (as ``SyncVectorEnv.np_random``): fresh Generators in the
+        states the compiled loop has stepped them to (drawing from them changes nothing here)."""
+        return tuple(rng_from_array(row) for row in self._rng)
+
+    @property
+    def np_random_seed(self) -> tuple[int | None, ...]:
+        return tuple(self._seeds)
 
     def reset(
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
@@ -861,10 +906,11 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         """Reset all sub-envs (or those in ``options["reset_mask"]``, as SyncVectorEnv)."""
         mask, seeds = reset_plan(self.num_envs, seed, options, "ColorCubesVec")
         idx = np.flatnonzero(mask)
-        self._words.sync(self._rngs)  # a kept generator continues where its single env would
-        self._seed_sub_envs(idx, seeds)
-        self._words.ensure(self._rngs, self.config.n_cubes + 2, idx)
-        _restart_nb(idx, self._clock, *self._state(), self._words.buf, self._words.pos, self.config.cells)
+        for i in idx:  # Env.reset's rule: a seed reseeds, None keeps the generator
+            if seeds[i] is not None or not self._seeded[i]:
+                rng, self._seeds[i] = seeding.np_random(seeds[i])
+                self._rng[i], self._seeded[i] = rng_state_to_array(rng), True
+        _restart_nb(idx, self._clock, *self._state(), self._rng, self.config.cells)
         self._needs_reset = False
         return self._observe(), {"cue": mask.copy(), "_cue": mask.copy()}
 
@@ -888,13 +934,12 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
             raise ValueError("ColorCubesVec: actions must be integers in 0..4")
         cfg, b = self.config, self.num_envs
         self._clock += 1
-        self._words.ensure(self._rngs, self._reserve)
         obs, final = np.empty((b, cfg.obs_size), dtype=np.float32), np.empty((b, cfg.obs_size), dtype=np.float32)
         reward = np.empty(b)
         terminated, truncated, cue = np.empty(b, dtype=bool), np.empty(b, dtype=bool), np.empty(b, dtype=bool)
         final_cue = np.zeros(b, dtype=bool)
         ended = _step_nb(
-            a.astype(np.int64, copy=False), self._clock, *self._state(), self._words.buf, self._words.pos,
+            a.astype(np.int64, copy=False), self._clock, *self._state(), self._rng,
             self._move, cfg.n_phases, cfg.max_phase_steps, cfg.hide_colours, cfg.teleport_target,
             cfg.draws_teleports, self._bound, cfg.target_reward, cfg.step_penalty, self._tables,
             obs, final, reward, terminated, truncated, cue, final_cue,
@@ -933,7 +978,7 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
             "phase_steps": self._clock - self._phase_start, "steps": self._clock - self._start,
             "shown": self._shown.copy(), "cubes": self._cubes.copy(),
         }  # fmt: skip
-        state["rng"] = self._words.synced_states(self._rngs)
+        state["rng"] = self._rng.copy()
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -951,6 +996,6 @@ class ColorCubesVec(SubEnvRNGs, VectorEnv):
         self._cubes[:] = values["cubes"]
         self._phase_start[:] = self._clock - values["phase_steps"]
         self._start[:] = self._clock - values["steps"]
-        self._set_rng_state(state["rng"])
-        self._words.drop()
+        self._rng[:] = np.asarray(state["rng"], dtype=np.uint64)
+        self._seeds, self._seeded[:] = [None] * n, True
         self._needs_reset = False
