@@ -123,8 +123,7 @@ def test_window_logs_subgoal_success_rate_where_the_env_reports_it():
     assert recent_window(window) == {"episode_return": 0.5, "episode_length": 7.5, "success": 1.0}
     window.append(episode_row(2.0, 3, success=False, subgoal_rate=0.25))
     assert recent_window(window)["subgoal_success_rate"] == 0.25
-    preset = {**TINY, "policy": {**TINY["policy"], "encoder": [16]}}
-    cfg = make_run_config(preset, env="rlmem/GoatGridSmall-v0", total_steps=512, seed=2, torch_threads=1)
+    cfg = make_run_config(TINY, env="rlmem/GoatGridSmall-v0", total_steps=512, seed=2, torch_threads=1)
     metrics = train(cfg)
     assert 0.0 <= metrics["subgoal_success_rate"] <= 1.0 and "success" in metrics
     tmaze = train(make_run_config(TINY, env="rlmem/EndlessTMaze-v0", total_steps=128, seed=2, torch_threads=1))

@@ -583,9 +583,10 @@ _SCALARS = ("agent", "target", "phase", "phase_steps", "steps", "shown")
 # --------------------------------------------------------------------------- batched env
 #
 # The batched step is one compiled loop over the sub-envs (numba): each sub-env does exactly
-# what ColorCubes.step does, drawing the same raw words from its own PCG64 generator. Color-Cubes' steps are full of per-sub-env events (teleports, phase changes,
-# restarts, sorted-free-cell draws); as whole-array numpy they cost ~200 numpy calls a step
-# (issue 3: ~9x POPGym at N = 1024), compiled they cost a few hundred nanoseconds a sub-env.
+# what ColorCubes.step does, drawing the same raw words from its own PCG64 generator.
+# Color-Cubes' steps are full of per-sub-env events (teleports, phase changes, restarts,
+# sorted-free-cell draws); as whole-array numpy they cost ~200 numpy calls a step (issue 3:
+# ~9x POPGym at N = 1024), compiled they cost a few hundred nanoseconds a sub-env.
 
 
 # numpy's PCG64 (PCG-XSL-RR 128/64: a 128-bit LCG, the output a xor-shifted, rotated fold of
@@ -878,10 +879,10 @@ class ColorCubesVec(VectorEnv):
         self._clock = 0  # step() calls so far
         self._start = np.zeros(n, dtype=np.int64)  # clock at the episode's start
         self._phase_start = np.zeros(n, dtype=np.int64)  # clock at the phase's start
-        # Each sub-env's PCG64 state as rng_state_to_array's uint64[6] row; seeded at the first reset.
+        # Each sub-env's PCG64 state as rng_state_to_array's uint64[6] row; seeded at the first
+        # reset. An all-zero row has never been seeded (PCG64's increment, column 3, is odd).
         self._rng = np.zeros((n, 6), dtype=np.uint64)
         self._seeds: list[int | None] = [None] * n
-        self._seeded = np.zeros(n, dtype=bool)
         self._tables = _observation_tables(cfg)
         # The next cell, by [cell, action] (a move into the wall stays).
         y, x = np.divmod(np.arange(cfg.cells)[:, None], cfg.grid_size)
@@ -907,9 +908,9 @@ class ColorCubesVec(VectorEnv):
         mask, seeds = reset_plan(self.num_envs, seed, options, "ColorCubesVec")
         idx = np.flatnonzero(mask)
         for i in idx:  # Env.reset's rule: a seed reseeds, None keeps the generator
-            if seeds[i] is not None or not self._seeded[i]:
+            if seeds[i] is not None or not self._rng[i, 3]:
                 rng, self._seeds[i] = seeding.np_random(seeds[i])
-                self._rng[i], self._seeded[i] = rng_state_to_array(rng), True
+                self._rng[i] = rng_state_to_array(rng)
         _restart_nb(idx, self._clock, *self._state(), self._rng, self.config.cells)
         self._needs_reset = False
         return self._observe(), {"cue": mask.copy(), "_cue": mask.copy()}
@@ -997,5 +998,5 @@ class ColorCubesVec(VectorEnv):
         self._phase_start[:] = self._clock - values["phase_steps"]
         self._start[:] = self._clock - values["steps"]
         self._rng[:] = np.asarray(state["rng"], dtype=np.uint64)
-        self._seeds, self._seeded[:] = [None] * n, True
+        self._seeds = [None] * n
         self._needs_reset = False
