@@ -486,6 +486,24 @@ def test_agent_interfaces_and_goal_spec():
     assert not {"id", "target", "pos", "goal_ids"} & set(vars(spec))  # nothing privileged
 
 
+def test_gps_is_the_position_relative_to_the_episode_start():
+    env = GoatGrid(**SMALL, gps=True)
+    check_env(env, skip_render_check=True)
+    assert "gps" not in GoatGrid(**SMALL).observation_space.spaces  # off by default
+    oracle = OracleAgent()
+    for seed in (3, 4):
+        obs, _ = env.reset(seed=seed)
+        x0, y0, _ = env.agent_pose
+        assert obs["gps"].tolist() == [0.0, 0.0] and obs["gps"].dtype == np.float32
+        moved, terminated = False, False
+        while not terminated:
+            obs, _, terminated, _, _ = env.step(oracle.act(env))
+            x, y, _ = env.agent_pose
+            assert obs["gps"].tolist() == [x - x0, y - y0] and obs in env.observation_space
+            moved |= (x, y) != (x0, y0)
+        assert moved
+
+
 def test_rgb_observation_is_the_egocentric_render():
     env = GoatGrid(**{**SMALL, "obs_mode": "rgb"})
     obs, _ = env.reset(seed=0)

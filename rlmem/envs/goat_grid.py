@@ -55,7 +55,8 @@ Observation Space
 ``Dict`` with
 
 - ``image``: the egocentric partial view (``agent_view_size`` = 7). ``obs_mode="symbolic"``:
-  ``uint8[7, 7, 3]`` MiniGrid encoding (object, colour, state), indexed ``[view_x, view_y]``,
+  ``uint8[7, 7, 3]`` MiniGrid encoding (object 0..10, colour 0..5, state 0..2: the space's
+  ``high`` is :data:`SYMBOLIC_HIGH`, so encoders can tell codes from pixels), indexed ``[view_x, view_y]``,
   the agent at ``[3, 6]`` looking towards ``view_y = 0``. ``obs_mode="rgb"``: ``uint8[7t, 7t, 3]``
   MiniGrid's point-of-view render (rows, columns, RGB) with tile size ``t = obs_tile_size``.
 - ``direction``: ``Discrete(4)``, 0 east (+x), 1 south (+y), 2 west, 3 north.
@@ -66,6 +67,11 @@ Observation Space
 - ``goal_image``: ``uint8[H, W, 3]`` (``goal_image_shape``, default 56 x 56): the goal view of
   an image goal, zeros otherwise.
 - ``subgoal_index``: ``Discrete(max_subgoals)``, the index of the current subgoal.
+- ``gps`` (only with ``gps=True``): ``float32[2]``, the agent's cell minus the episode's start
+  cell, ``(dx, dy)`` in cells: habitat's GPS sensor (position relative to the episode start)
+  on the grid; with ``direction`` (the compass) it is the odometry the modular agents read
+  through ``agent_pose``. Off by default (GOAT-Bench's agents get it; the learned agents of
+  earlier rlmem versions did not).
 
 After a step that ends a subgoal, the observation already shows the *next* subgoal.
 
@@ -144,7 +150,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
-from minigrid.core.constants import COLOR_NAMES, DIR_TO_VEC
+from minigrid.core.constants import COLOR_NAMES, COLOR_TO_IDX, DIR_TO_VEC, OBJECT_TO_IDX, STATE_TO_IDX
 from minigrid.core.grid import Grid
 from minigrid.core.mission import MissionSpace
 from minigrid.core.world_object import Ball, Box, Door, Key, Wall
@@ -184,6 +190,8 @@ __all__ = [
 LEFT, RIGHT, FORWARD, TOGGLE, STOP = 0, 1, 2, 3, 4
 """Actions (``Discrete(5)``). The first three equal MiniGrid's ``Actions`` values."""
 ACTION_NAMES = ("left", "right", "forward", "toggle", "stop")
+SYMBOLIC_HIGH = (max(OBJECT_TO_IDX.values()), max(COLOR_TO_IDX.values()), max(STATE_TO_IDX.values()))
+"""Largest code per channel of the symbolic view (object, colour, state): the space's ``high``."""
 
 MODALITIES = ("category", "language", "image")
 """Goal modalities; ``obs["goal_modality"]`` is the index in this tuple."""
@@ -248,6 +256,8 @@ class GoatGridConfig:
     without it a learning agent quits every subgoal early, since a wrong stop costs nothing)."""
     shaping: float = 0.0
     """Coefficient of the potential-based shortest-path shaping (0 = off; see Rewards)."""
+    gps: bool = False
+    """Add ``obs["gps"]``, the position relative to the episode start (see Observation Space)."""
 
     def __post_init__(self) -> None:
         who = "GoatGrid"
@@ -650,8 +660,9 @@ class GoatGrid(LifelongGoals, MiniGridEnv):
             tile_size=tile_size,
         )
         self.action_space = spaces.Discrete(len(ACTION_NAMES))
-        if cfg.obs_mode == "symbolic":
-            image = spaces.Box(0, 255, (AGENT_VIEW_SIZE, AGENT_VIEW_SIZE, 3), np.uint8)
+        if cfg.obs_mode == "symbolic":  # codes: object 0..10, colour 0..5, state 0..2
+            high = np.broadcast_to(np.array(SYMBOLIC_HIGH, np.uint8), (AGENT_VIEW_SIZE, AGENT_VIEW_SIZE, 3))
+            image = spaces.Box(0, high, (AGENT_VIEW_SIZE, AGENT_VIEW_SIZE, 3), np.uint8)
         else:
             side = AGENT_VIEW_SIZE * cfg.obs_tile_size
             image = spaces.Box(0, 255, (side, side, 3), np.uint8)
@@ -666,6 +677,9 @@ class GoatGrid(LifelongGoals, MiniGridEnv):
                 "subgoal_index": spaces.Discrete(cfg.max_subgoals),
             }
         )
+        if cfg.gps:
+            span = float(max(cfg.width, cfg.height))
+            self.observation_space["gps"] = spaces.Box(-span, span, (2,), np.float32)
         self._zero_image = np.zeros(cfg.goal_image_shape, np.uint8)
         self._room_step, self._cols = cfg.room_size + 1, cfg.layout[0]  # for room_of, called a lot
         self._instances: list[ObjectInstance] = []
@@ -941,6 +955,7 @@ class GoatGrid(LifelongGoals, MiniGridEnv):
         super().reset(seed=seed)  # MiniGridEnv.reset: seeds np_random and calls _gen_grid
         self._results: list[tuple[bool, float, str]] = []
         self._active = True
+        self._start_cell = tuple(int(v) for v in self.agent_pos)
         self._begin_subgoal(0)
         sub = self._subgoals[0]
         return self._obs(), {"subgoal_index": 0, "modality": sub.modality, "goal_text": sub.text}
@@ -990,7 +1005,7 @@ class GoatGrid(LifelongGoals, MiniGridEnv):
     def _obs(self) -> dict[str, Any]:
         sub = self._subgoals[self._k]
         image = self.gen_obs()["image"] if self.config.obs_mode == "symbolic" else self.egocentric_rgb()
-        return {
+        obs = {
             "image": image,
             "direction": int(self.agent_dir),
             "goal_modality": MODALITIES.index(sub.modality),
@@ -999,6 +1014,10 @@ class GoatGrid(LifelongGoals, MiniGridEnv):
             "goal_image": self._goal_image.copy(),
             "subgoal_index": self._k,
         }
+        if self.config.gps:
+            x0, y0 = self._start_cell
+            obs["gps"] = np.array([self.agent_pos[0] - x0, self.agent_pos[1] - y0], np.float32)
+        return obs
 
     def render(self) -> np.ndarray | None:
         """``uint8[H*tile, W*tile, 3]`` top-down view of the whole house: MiniGrid's render
