@@ -294,3 +294,24 @@ def _spaces(cfg):
     spaces = envs.single_observation_space, envs.single_action_space
     envs.close()
     return spaces
+
+
+def test_grids_of_codes_are_embedded_per_channel():
+    from rlmem.agents.encoders import code_vocab
+    from rlmem.envs.goat_grid import GoatGrid
+
+    symbolic = GoatGrid(layout=(1, 1), n_objects=2, min_subgoals=1, max_subgoals=1).observation_space["image"]
+    assert code_vocab(symbolic) == (11, 6, 3)  # MiniGrid object, colour, state codes
+    assert code_vocab(gym.spaces.Box(0, 255, (7, 7, 3), np.uint8)) is None  # pixels
+    assert code_vocab(gym.spaces.Box(0, 1, (7, 7, 3), np.float32)) is None
+    uneven = np.full((7, 7, 3), 5, np.uint8)
+    uneven[0, 0, 0] = 9
+    assert code_vocab(gym.spaces.Box(0, uneven, (7, 7, 3), np.uint8)) is None
+    enc = make_encoder(symbolic, (8,), "relu")
+    assert isinstance(enc, ImageEncoder) and [e.num_embeddings for e in enc.codes] == [11, 6, 3]
+    view = np.zeros((7, 7, 3), np.uint8)
+    view[..., 0] = 1  # empty floor, colour 0, state 0 ...
+    view[2, 3] = (7, 2, 0)  # ... and one box of colour 2
+    enc(torch.as_tensor(view)[None, None]).sum().backward()
+    used = [set(torch.nonzero(e.weight.grad.abs().sum(1)).flatten().tolist()) for e in enc.codes]
+    assert used == [{1, 7}, {0, 2}, {0}]  # looked up by code, not read as intensities

@@ -6,7 +6,9 @@ space                       encoder
 ``Box`` of 1 or 2 dims      flatten -> MLP (``PolicyConfig.encoder`` sizes)
 ``Box`` (H, W, C), H,W >= 5  small CNN (2 conv layers) -> flatten -> MLP; uint8 images in
                             [0, 255] are scaled to [0, 1]; images with both sides >= 14 px
-                            are first cut into about 7 x 7 patches (see ImageEncoder)
+                            are first cut into about 7 x 7 patches; integer grids of codes
+                            (a ``high`` below 255, e.g. MiniGrid's symbolic view) are
+                            embedded per channel first (see ImageEncoder)
 ``Discrete``                one-hot -> MLP
 ``Dict``                    one small encoder per key, outputs concatenated -> MLP
                             (:class:`DictEncoder`: the goal-conditioned encoder)
@@ -103,11 +105,22 @@ class ImageEncoder(Encoder):
     cell of a MiniGrid picture of a 7 x 7 view (e.g. a 56 x 56 goal view, 8 px per cell),
     with ~18x fewer multiply-adds than the 3x3 layers at 56 x 56 (0.37M instead of 6.6M per
     image). Smaller images take exactly the network above (no patchify layer).
+
+    Grids of codes: an integer ``Box`` whose ``high`` is the same in every cell and below 255
+    in every channel (:func:`code_vocab`; e.g. GoatGrid's symbolic view, object 0..10, colour
+    0..5, state 0..2) holds categories, not intensities: each channel's code is looked up in
+    an embedding of its own (``CODE_DIM`` units, as BabyAI's bag-of-words cell encoder) and the
+    channels' embeddings are concatenated before the convolutions. Read as numbers, "box" (7)
+    and "ball" (6) would differ by 1/255.
     """
 
     def __init__(self, space: gym.spaces.Box, sizes: tuple[int, ...], activation: str):
         super().__init__()
         h, w, c = space.shape
+        vocab = code_vocab(space)
+        self.codes = None if vocab is None else nn.ModuleList(nn.Embedding(n, CODE_DIM) for n in vocab)
+        if self.codes is not None:
+            c = CODE_DIM * len(vocab)
         # uint8 pixels in [0, 255] are scaled; float observations (e.g. one-hot maps) are not
         self.scale = 1 / 255 if space.dtype == np.uint8 and float(np.max(space.high)) == 255 else 1.0
         patch = min(h, w) // 7
@@ -126,8 +139,29 @@ class ImageEncoder(Encoder):
 
     def forward(self, obs: Tensor) -> Tensor:
         T, B = obs.shape[:2]
-        x = obs.reshape(T * B, *obs.shape[2:]).permute(0, 3, 1, 2).float() * self.scale
-        return self.net(self.conv(x)).reshape(T, B, -1)
+        x = obs.reshape(T * B, *obs.shape[2:])
+        if self.codes is not None:
+            x = x.long()
+            x = torch.cat([emb(x[..., i]) for i, emb in enumerate(self.codes)], dim=-1)
+            return self.net(self.conv(x.permute(0, 3, 1, 2))).reshape(T, B, -1)
+        return self.net(self.conv(x.permute(0, 3, 1, 2).float() * self.scale)).reshape(T, B, -1)
+
+
+CODE_DIM = 8
+"""Embedding size of one channel's code in a grid of codes (:class:`ImageEncoder`)."""
+
+
+def code_vocab(space: gym.Space) -> tuple[int, ...] | None:
+    """Codes per channel (``high + 1``) if ``space`` is an image ``Box`` of integer codes: an
+    integer dtype, ``low`` 0, the same ``high`` in every cell and below 255 in every channel.
+    None for anything else (pixels, floats)."""
+    if not (is_image(space) and np.issubdtype(space.dtype, np.integer)):
+        return None
+    low, high = np.asarray(space.low), np.asarray(space.high)
+    per_channel = high.reshape(-1, high.shape[-1])
+    if low.any() or (per_channel != per_channel[0]).any() or (per_channel[0] >= 255).any():
+        return None
+    return tuple(int(v) + 1 for v in per_channel[0])
 
 
 # --------------------------------------------------------------------------- Dict observations
@@ -194,8 +228,8 @@ class DictEncoder(Encoder):
 
     So a goal (modality, category, text, image) enters next to the egocentric view at every
     step. The LayerNorm after each learned branch keeps one key from drowning the others by
-    scale, and makes the branch indifferent to how an image is coded: MiniGrid's symbolic
-    view (codes 0..10 in a ``Box`` declared 0..255) arrives as values below 0.05 after the
+    scale, and makes the branch indifferent to how an image is coded: a symbolic view declared
+    0..255 (codes 0..10, e.g. the MiniGrid adapter's) arrives as values below 0.05 after the
     uint8 scaling, and would otherwise need its weights to grow ~25-fold before it counts.
     """
 
