@@ -65,6 +65,7 @@ def train_cmd(
     run_name: Optional[str] = typer.Option(None, help="Run folder name under --runs-dir."),
     runs_dir: Path = typer.Option(Path("runs"), help="Where run folders go."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder from its newest checkpoint."),
+    init_from: Optional[Path] = typer.Option(None, help="Start the network from this run's newest checkpoint (ppo, dagger)."),
     stop_after: Optional[int] = typer.Option(None, help="Pause after this many steps (checkpoint; continue with --resume)."),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
@@ -79,7 +80,8 @@ def train_cmd(
         raise ConfigError(f"--stop-after must be positive, got {stop_after}")
     if resume is not None:
         given = [n for n, v in [("--env", env), ("--agent", agent), ("--steps", steps), ("--seed", seed),
-                                ("--num-envs", num_envs), ("--env-kwargs", env_kwargs), ("--run-name", run_name)] if v is not None]
+                                ("--num-envs", num_envs), ("--env-kwargs", env_kwargs), ("--run-name", run_name),
+                                ("--init-from", init_from)] if v is not None]
         if given:
             raise ConfigError(f"--resume continues a run with its own config; drop {', '.join(given)}")
         run = Run.open(resume)
@@ -93,7 +95,10 @@ def train_cmd(
         if kwargs is not None:
             kwargs = {**preset.get("env_kwargs", {}), **kwargs}
         cfg = make_run_config(preset, env=env, env_kwargs=kwargs, total_steps=steps, seed=seed,
-                              num_envs=num_envs, device=device, torch_threads=threads)
+                              num_envs=num_envs, device=device, torch_threads=threads,
+                              init_from=None if init_from is None else str(init_from))
+        if cfg.init_from:
+            Run.open(cfg.init_from).load_checkpoint()  # missing or corrupt: fail before creating a folder
         make_vec_env(cfg.env, 1, cfg.env_kwargs).close()  # bad id, kwargs or device: fail before creating a folder
         check_device(cfg.device)
         run = Run.create(runs_dir / (run_name or default_run_name(cfg)), cfg)
@@ -105,8 +110,8 @@ def train_cmd(
         nonlocal bar
         if not quiet:
             if bar is None:  # created at the first update, so an early error prints one clean line
-                # PPO does whole updates of num_envs x num_steps; other algorithms count their own steps
-                bar = _progress(cfg.num_updates * cfg.batch_size if cfg.algo == "ppo" else cfg.total_steps)
+                # PPO and DAgger do whole updates of num_envs x num_steps; other algorithms count their own steps
+                bar = _progress(cfg.num_updates * cfg.batch_size if cfg.algo in ("ppo", "dagger") else cfg.total_steps)
             bar.n = m["step"]
             bar.set_postfix_str(_postfix(m), refresh=False)
             bar.refresh()

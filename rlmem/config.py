@@ -77,7 +77,7 @@ class PPOConfig:
     """Stop the epochs of an update early once the approximate KL exceeds this (0: never)."""
 
 
-ALGO_TABLES = {"grpo": ("grpo",), "sb3": ("sb3-ppo", "sb3-recurrentppo"), "llm": ("memalpha",), "nec": ("nec",)}
+ALGO_TABLES = {"grpo": ("grpo",), "sb3": ("sb3-ppo", "sb3-recurrentppo"), "llm": ("memalpha",), "nec": ("nec",), "dagger": ("dagger",)}
 """The free-form algorithm tables of a RunConfig and the algos that read each."""
 
 
@@ -101,9 +101,12 @@ class RunConfig:
     busy machine); raise it for big networks. Same seed + threads: same result."""
     checkpoint_every: int = 50
     """Write a checkpoint every this many updates (and always at the end)."""
+    init_from: str = ""
+    """A run folder whose newest checkpoint's network starts this run (``ppo`` and ``dagger``,
+    e.g. PPO after DAgger); ``[policy]`` and the env's spaces must match. "" = fresh weights."""
     algo: str = "ppo"
     """Training algorithm, a name of :data:`rlmem.algos.ALGOS`: ppo, grpo, sb3-ppo,
-    sb3-recurrentppo, memalpha."""
+    sb3-recurrentppo, memalpha, modular, nec, dagger."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """Network architecture (rlmem's own algorithms)."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
@@ -116,6 +119,8 @@ class RunConfig:
     """LLM writer settings (``algo = "memalpha"``), checked by :mod:`rlmem.algos.memalpha`."""
     nec: dict = field(default_factory=dict)
     """Neural Episodic Control hyperparameters (``algo = "nec"``), checked by :mod:`rlmem.algos.nec`."""
+    dagger: dict = field(default_factory=dict)
+    """DAgger settings (``algo = "dagger"``), checked by :mod:`rlmem.algos.dagger`."""
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -148,6 +153,8 @@ class RunConfig:
             (self.device.split(":")[0] in ("cpu", "cuda", "mps"), f"unknown device {self.device!r}; valid: cpu, cuda, mps"),
             (self.policy.activation in ("tanh", "relu"), f"policy.activation must be tanh or relu, got {self.policy.activation!r}"),
         ]
+        checks.append((not self.init_from or self.algo in ("ppo", "dagger"),
+                       f"init_from starts an ActorCritic network (algo ppo or dagger), not algo {self.algo!r}"))
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)

@@ -30,6 +30,7 @@ ALGOS: dict[str, str] = {
     "memalpha": "rlmem.algos.memalpha",  # Mem-α LLM writer: TRL SFT warm start, then GRPOTrainer
     "modular": "rlmem.algos.modular",  # navigation agents with a SemanticMap / SpatialGraph (no learning)
     "nec": "rlmem.algos.nec",  # Neural Episodic Control: a DND (CaseBank) per action, N-step Q targets
+    "dagger": "rlmem.algos.dagger",  # imitation of a modular navigation teacher by any rlmem Memory (DAgger)
 }
 
 

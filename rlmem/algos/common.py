@@ -16,7 +16,7 @@ import torch
 
 from rlmem.errors import ConfigError
 
-__all__ = ["RECENT", "check_device", "episode_row", "episode_stats", "recent_window", "restore_rows"]
+__all__ = ["RECENT", "check_device", "episode_row", "episode_stats", "init_weights", "recent_window", "restore_rows"]
 
 RECENT = 100
 """Episodes in the rolling success / return window."""
@@ -28,6 +28,20 @@ def check_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but this torch build sees no CUDA device")
     return device
+
+
+def init_weights(policy: torch.nn.Module, run_dir: str) -> None:
+    """Load the network of ``run_dir``'s newest checkpoint into ``policy`` (``init_from``); a
+    RunError if that run's network is not this one (other ``[policy]``, other spaces)."""
+    from rlmem.errors import RunError
+    from rlmem.runs import Run
+
+    ckpt = Run.open(run_dir).load_checkpoint()
+    try:
+        policy.load_state_dict(ckpt["policy"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise RunError(f"init_from {run_dir}: its network differs from this run's [policy] or spaces "
+                       f"({str(e).splitlines()[0]})") from None
 
 
 def episode_row(ep_return: float, ep_length: int, success=None, subgoal_rate=None) -> tuple:

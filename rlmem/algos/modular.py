@@ -78,6 +78,7 @@ __all__ = [
     "play_episode",
     "record_frames",
     "record_run",
+    "require_goat_grid",
     "train",
 ]
 
@@ -108,12 +109,17 @@ def check_config(cfg: RunConfig) -> None:
         if getattr(cfg.policy, name) != getattr(default, name):
             raise ConfigError(f"algo modular has no network: remove policy.{name} (valid keys: memory, memory_kwargs)")
     make_agent(cfg.policy.memory, cfg.policy.memory_kwargs)
+    require_goat_grid(cfg)
+
+
+def require_goat_grid(cfg: RunConfig) -> None:
+    """Reject an env the modular agents cannot read: not GoatGrid, or not symbolic."""
     from rlmem.envs.vector import env_spec
 
     if env_spec(cfg.env).entry_point != GOAT_ENTRY_POINT:
-        raise ConfigError(f"algo modular navigates GoatGrid houses (rlmem/GoatGrid-v0, rlmem/GoatGridSmall-v0), not {cfg.env}")
+        raise ConfigError(f"algo {cfg.algo} navigates GoatGrid houses (rlmem/GoatGrid-v0, rlmem/GoatGridSmall-v0), not {cfg.env}")
     if cfg.env_kwargs.get("obs_mode", "symbolic") != "symbolic":
-        raise ConfigError("algo modular reads the symbolic view: env_kwargs.obs_mode must be 'symbolic'")
+        raise ConfigError(f"algo {cfg.algo} reads the symbolic view: env_kwargs.obs_mode must be 'symbolic'")
 
 
 # --------------------------------------------------------------------------- train

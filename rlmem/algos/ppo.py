@@ -24,7 +24,7 @@ import torch
 
 from rlmem.agents.obs import index_envs, obs_buffer, stack_final, store, to_numpy, to_tensor, torch_dtype, unsqueeze
 from rlmem.agents.policy import ActorCritic
-from rlmem.algos.common import RECENT, check_device, episode_stats, recent_window, restore_rows
+from rlmem.algos.common import RECENT, check_device, episode_stats, init_weights, recent_window, restore_rows
 from rlmem.algos.functional import env_minibatches, explained_variance, gae, normalize, ppo_loss
 from rlmem.config import RunConfig
 from rlmem.envs.vector import make_vec_env
@@ -59,6 +59,8 @@ def train(
 
     envs = make_vec_env(cfg.env, B, cfg.env_kwargs)
     policy = ActorCritic(envs.single_observation_space, envs.single_action_space, cfg.policy).to(device)
+    if cfg.init_from and not resume:  # e.g. PPO after DAgger; a resumed run has its own weights
+        init_weights(policy, cfg.init_from)
     optimizer = torch.optim.Adam(policy.parameters(), lr=p.learning_rate, eps=1e-5)
 
     # ---------------------------------------------------------------- rollout storage [T, B]
