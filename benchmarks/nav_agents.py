@@ -129,9 +129,10 @@ def first_vs_later(results: list[EpisodeResult], what: str = "success") -> tuple
 
 
 def table(title: str, rows: dict, names: list[str], counts: dict) -> str:
-    lines = [title, f"{'':<10}{'n':>5}" + "".join(f"{n:>14}" for n in names)]
+    width = max(14, *(len(n) + 2 for n in names))
+    lines = [title, f"{'':<10}{'n':>5}" + "".join(f"{n:>{width}}" for n in names)]
     for key in rows[names[0]]:
-        cells = "".join(f"{np.mean(rows[n][key]):>14.3f}" for n in names)
+        cells = "".join(f"{np.mean(rows[n][key]):>{width}.3f}" for n in names)
         lines.append(f"{str(key):<10}{counts[key]:>5}" + cells)
     return "\n".join(lines)
 
@@ -191,7 +192,7 @@ def main() -> None:
                 else:
                     verdict = "does not rise" if diff <= 0 else (
                         "rises, within noise" if diff - half <= 0 else "rises beyond noise: claim FAILS")
-                print(f"  {name:<14} first {p1:.3f}  later {p2:.3f}  diff {diff:+.3f} (95% +-{half:.3f})  {verdict}")
+                print(f"  {name:<16} first {p1:.3f}  later {p2:.3f}  diff {diff:+.3f} (95% +-{half:.3f})  {verdict}")
 
 
 if __name__ == "__main__":

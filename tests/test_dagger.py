@@ -100,11 +100,12 @@ def test_cli_train_and_a_bad_teacher(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('algo = "dagger"\n[dagger]\nteacher = "oracle"\n')
     assert_clean_error(rlmem_cli("train", "--env", ENV, "--agent", bad, "--runs-dir", tmp_path), "dagger.teacher")
-    proc = rlmem_cli("train", "--env", ENV, "--agent", ROOT / "agents" / "gru-nav-dagger.toml", "--steps", 2048,
+    proc = rlmem_cli("train", "--env", ENV, "--agent", ROOT / "agents" / "gru-nav-dagger.toml", "--steps", 1024,
                      "--num-envs", 4, "--runs-dir", tmp_path, "--run-name", "r", "--quiet")
     assert proc.returncode == 0, proc.stderr
-    assert "steps=2048" in proc.stdout
-    assert (tmp_path / "r" / "metrics.jsonl").read_text().count("imitation_loss") == 4
+    assert "steps=1024" in proc.stdout
+    assert (tmp_path / "r" / "metrics.jsonl").read_text().count("imitation_loss") == 2
+    assert Run.open(tmp_path / "r").config.env_kwargs == {"gps": True}  # the preset's env_kwargs
 
 
 def test_ppo_starts_from_a_dagger_run(tmp_path):
