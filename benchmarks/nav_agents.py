@@ -28,10 +28,11 @@ subgoals: doors the agent opened stay open, so later subgoals are easier even fo
 without memory.
 
 Learned agents join the same table with ``--runs NAME=RUN_DIR`` (PPO / GRPO / DAgger run
-folders, e.g. from ``rlmem train --env rlmem/GoatGridSmall-v0 --env-kwargs 'gps = true' --agent
+folders, e.g. from ``rlmem train --env rlmem/GoatGridSmall-v0 --agent
 agents/gru-nav-dagger.toml``): the newest checkpoint plays the same seeds greedily, one episode
 at a time, in the env as the run trained on it with the setting's kwargs on top, and is held to
-the memory agents' claim (later > first).
+the memory agents' claim (later > first); a learned run with ``memory = "none"`` is a
+memoryless control, held to "must not rise".
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ def main() -> None:
             print(f"\nfirst subgoal vs later subgoals ({what}):")
             for name in [*args.agents, *runs]:
                 p1, p2, diff, half = first_vs_later(results[name], what)
-                if name in MEMORY_AGENTS or name in runs:
+                if name in MEMORY_AGENTS or (name in runs and Run.open(runs[name]).config.policy.memory != "none"):
                     verdict = "later <= first: claim FAILS" if diff <= 0 else (
                         "later > first, within noise" if diff - half <= 0 else "later > first: claim holds")
                 else:

@@ -51,8 +51,9 @@ def test_check_config_rejects_bad_settings_with_the_valid_ones():
         make_run_config(preset(), env="rlmem/EndlessTMaze-v0")
     with pytest.raises(ConfigError, match="the \\[dagger\\] table is for algo dagger"):
         make_run_config({**preset(beta_end=0.5), "algo": "ppo"}, env=ENV)
-    cfg = make_run_config(load_preset(ROOT / "agents" / "gru-nav-dagger.toml"), env=ENV)
-    assert cfg.algo == "dagger" and cfg.policy.memory == "gru"
+    for name, memory in (("gru-nav-dagger", "gru"), ("nav-none-dagger", "none")):
+        cfg = make_run_config(load_preset(ROOT / "agents" / f"{name}.toml"), env=ENV)
+        assert cfg.algo == "dagger" and cfg.policy.memory == memory and cfg.env_kwargs == {"gps": True}
 
 
 def test_beta_falls_linearly_then_stays():
