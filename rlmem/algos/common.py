@@ -1,4 +1,5 @@
-"""What every training loop shares: the device check and the rolling episode statistics.
+"""What every training loop shares: the device check, the rolling episode statistics, the end of
+an update (log, pause, checkpoint: :func:`end_update`) and ``init_from`` (:func:`init_weights`).
 
 PPO, GRPO, NEC and the SB3 baselines log the same metric keys (``episode_return``,
 ``episode_length``, ``success`` over the last :data:`RECENT` episodes, and
@@ -10,13 +11,15 @@ on one plot in ``rlmem compare``.
 from __future__ import annotations
 
 from collections import deque
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from rlmem.errors import ConfigError
 
-__all__ = ["RECENT", "check_device", "episode_row", "episode_stats", "init_weights", "recent_window", "restore_rows"]
+__all__ = ["RECENT", "check_device", "end_update", "episode_row", "episode_stats", "init_weights", "recent_window",
+           "restore_rows"]
 
 RECENT = 100
 """Episodes in the rolling success / return window."""
@@ -28,6 +31,25 @@ def check_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but this torch build sees no CUDA device")
     return device
+
+
+def end_update(run, metrics: dict, *, step: int, updates_done: int, last: bool, checkpoint_every: int,
+               callback: Callable[[dict], Any] | None, stop_after: int | None,
+               checkpoint: Callable[[], dict]) -> bool:
+    """What every loop does after an update: log ``metrics`` to ``run``, show them to
+    ``callback`` (a True return asks for a pause: the CLI's Ctrl-C), and write ``checkpoint()``
+    when it is due (the last update, a pause, or every ``checkpoint_every`` updates). Returns
+    True when the loop must stop here to pause (``metrics["paused"]`` is then set)."""
+    if run is not None:
+        run.log(step, metrics)
+    asked = bool(callback(metrics)) if callback is not None else False
+    pause = asked or (stop_after is not None and step >= stop_after)
+    if run is not None and (last or pause or updates_done % checkpoint_every == 0):
+        run.save_checkpoint(step, checkpoint())
+    if pause and not last:
+        metrics["paused"] = True
+        return True
+    return False
 
 
 def init_weights(policy: torch.nn.Module, run_dir: str) -> None:

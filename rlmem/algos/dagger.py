@@ -48,7 +48,7 @@ import torch
 from rlmem.agents.nav_agents import EnvView
 from rlmem.agents.obs import index_envs, stack_final, to_tensor, unsqueeze
 from rlmem.agents.policy import ActorCritic
-from rlmem.algos.common import RECENT, check_device, episode_row, init_weights, recent_window, restore_rows
+from rlmem.algos.common import RECENT, check_device, end_update, episode_row, init_weights, recent_window, restore_rows
 from rlmem.algos.functional import env_minibatches
 from rlmem.algos.modular import AGENTS, make_agent, require_goat_grid
 from rlmem.algos.ppo import evaluate_run, record_run  # the student is a PPO policy: same eval, same video
@@ -231,13 +231,10 @@ def train(
             "episodes": len(finished),
             **recent_window(recent),
         }
-        if run is not None:
-            run.log(global_step, metrics)
-        asked = bool(callback(metrics)) if callback is not None else False
-        last = update + 1 == cfg.num_updates
-        pause = asked or (stop_after is not None and global_step >= stop_after)
-        if run is not None and (last or pause or (update + 1) % cfg.checkpoint_every == 0):
-            run.save_checkpoint(global_step, {
+        if end_update(
+            run, metrics, step=global_step, updates_done=update + 1, last=update + 1 == cfg.num_updates,
+            checkpoint_every=cfg.checkpoint_every, callback=callback, stop_after=stop_after,
+            checkpoint=lambda: {
                 "version": 1,
                 "update": update + 1,
                 "step": global_step,
@@ -245,9 +242,8 @@ def train(
                 "optimizer": optimizer.state_dict(),
                 "torch_rng": torch.get_rng_state(),
                 "recent": [list(r) for r in recent],
-            })
-        if pause and not last:
-            metrics["paused"] = True
+            },
+        ):
             break
     for env in envs:
         env.close()

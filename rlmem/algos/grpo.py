@@ -39,7 +39,7 @@ from rlmem.agents.obs import index_envs, map_obs, to_tensor, unsqueeze
 from rlmem.agents.policy import ActorCritic
 from rlmem.algos.functional import env_minibatches, group_advantages, ppo_loss
 # GRPO policies are ActorCritic networks: they evaluate and record exactly like PPO's.
-from rlmem.algos.common import check_device
+from rlmem.algos.common import check_device, end_update
 from rlmem.algos.ppo import evaluate_run, record_run  # noqa: F401 (re-exported)
 from rlmem.config import PPOConfig, RunConfig, from_dict
 from rlmem.envs.vector import make_vec_env
@@ -273,13 +273,10 @@ def train(
             metrics["success"] = float(known.mean())
         if kls:
             metrics["kl"] = float(torch.stack(kls).mean())
-        if run is not None:
-            run.log(global_step, metrics)
-        asked = bool(callback(metrics)) if callback is not None else False
-        last = global_step >= cfg.total_steps
-        pause = asked or (stop_after is not None and global_step >= stop_after)
-        if run is not None and (last or pause or update % cfg.checkpoint_every == 0):
-            run.save_checkpoint(global_step, {
+        if end_update(
+            run, metrics, step=global_step, updates_done=update, last=global_step >= cfg.total_steps,
+            checkpoint_every=cfg.checkpoint_every, callback=callback, stop_after=stop_after,
+            checkpoint=lambda: {
                 "version": 1,
                 "algo": "grpo",
                 "update": update,
@@ -288,9 +285,8 @@ def train(
                 "optimizer": optimizer.state_dict(),
                 "reference": reference.state_dict() if reference is not None else None,
                 "torch_rng": torch.get_rng_state(),
-            })
-        if pause and not last:
-            metrics["paused"] = True
+            },
+        ):
             break
     envs.close()
     if run is not None:

@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from rlmem.agents.encoders import make_encoder
 from rlmem.agents.obs import Obs, index_envs, map_obs, obs_buffer, stack_final, to_numpy, to_tensor, unsqueeze
 from rlmem.agents.policy import PolicyOut
-from rlmem.algos.common import RECENT, check_device, episode_stats, recent_window, restore_rows
+from rlmem.algos.common import RECENT, check_device, end_update, episode_stats, recent_window, restore_rows
 from rlmem.config import PolicyConfig, PPOConfig, RunConfig, from_dict
 from rlmem.envs.vector import make_vec_env
 from rlmem.errors import ConfigError, RunError
@@ -470,13 +470,10 @@ def train(
             "episodes": len(finished),
             **recent_window(recent),
         }
-        if run is not None:
-            run.log(global_step, metrics)
-        asked = bool(callback(metrics)) if callback is not None else False
-        last = update + 1 == cfg.num_updates
-        pause = asked or (stop_after is not None and global_step >= stop_after)
-        if run is not None and (last or pause or (update + 1) % cfg.checkpoint_every == 0):
-            run.save_checkpoint(global_step, {
+        if end_update(
+            run, metrics, step=global_step, updates_done=update + 1, last=update + 1 == cfg.num_updates,
+            checkpoint_every=cfg.checkpoint_every, callback=callback, stop_after=stop_after,
+            checkpoint=lambda: {
                 "version": 1,
                 "update": update + 1,
                 "step": global_step,
@@ -490,9 +487,8 @@ def train(
                 "loop": {"obs": to_tensor(next_obs), "ep_return": torch.as_tensor(ep_return),
                          "ep_length": torch.as_tensor(ep_length), "grad_due": grad_due},
                 "recent": [list(r) for r in recent],
-            })
-        if pause and not last:
-            metrics["paused"] = True
+            },
+        ):
             break
     envs.close()
     if run is not None:

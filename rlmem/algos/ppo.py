@@ -24,7 +24,7 @@ import torch
 
 from rlmem.agents.obs import index_envs, obs_buffer, stack_final, store, to_numpy, to_tensor, torch_dtype, unsqueeze
 from rlmem.agents.policy import ActorCritic
-from rlmem.algos.common import RECENT, check_device, episode_stats, init_weights, recent_window, restore_rows
+from rlmem.algos.common import RECENT, check_device, end_update, episode_stats, init_weights, recent_window, restore_rows
 from rlmem.algos.functional import env_minibatches, explained_variance, gae, normalize, ppo_loss
 from rlmem.config import RunConfig
 from rlmem.envs.vector import make_vec_env
@@ -172,34 +172,27 @@ def train(
             "episodes": len(finished),
             **recent_window(recent),
         }
-        if run is not None:
-            run.log(global_step, metrics)
-        asked = bool(callback(metrics)) if callback is not None else False
-        last = update + 1 == cfg.num_updates
-        pause = asked or (stop_after is not None and global_step >= stop_after)
-        if run is not None and (last or pause or (update + 1) % cfg.checkpoint_every == 0):
-            run.save_checkpoint(
-                global_step,
-                {
-                    "version": 1,
-                    "update": update + 1,
-                    "step": global_step,
-                    "policy": policy.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "env_state": to_safe(envs.get_state()) if hasattr(envs, "get_state") else None,
-                    "loop": {
-                        "obs": to_tensor(next_obs),
-                        "start": torch.as_tensor(next_start),
-                        "state": state,
-                        "ep_return": torch.as_tensor(ep_return),
-                        "ep_length": torch.as_tensor(ep_length),
-                    },
-                    "recent": [list(r) for r in recent],
+        if end_update(
+            run, metrics, step=global_step, updates_done=update + 1, last=update + 1 == cfg.num_updates,
+            checkpoint_every=cfg.checkpoint_every, callback=callback, stop_after=stop_after,
+            checkpoint=lambda: {
+                "version": 1,
+                "update": update + 1,
+                "step": global_step,
+                "policy": policy.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "env_state": to_safe(envs.get_state()) if hasattr(envs, "get_state") else None,
+                "loop": {
+                    "obs": to_tensor(next_obs),
+                    "start": torch.as_tensor(next_start),
+                    "state": state,
+                    "ep_return": torch.as_tensor(ep_return),
+                    "ep_length": torch.as_tensor(ep_length),
                 },
-            )
-        if pause and not last:
-            metrics["paused"] = True
+                "recent": [list(r) for r in recent],
+            },
+        ):
             break
     envs.close()
     if run is not None:
