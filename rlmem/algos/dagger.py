@@ -146,8 +146,8 @@ def train(
         torch.set_rng_state(ckpt["torch_rng"])
         recent.extend(restore_rows(ckpt["recent"]))
         run.truncate_metrics(global_step)
-    coin = np.random.default_rng([cfg.seed, first_update])  # who acts; minibatch rounds
-    pick = random.Random(f"{cfg.seed}/{first_update}")
+    coin = np.random.default_rng([cfg.seed, first_update])  # who acts: the beta coin flips
+    pick = random.Random(f"{cfg.seed}/{first_update}")  # which buffered round each minibatch replays
 
     # ---------------------------------------------------------------- loop state
     def reset(i: int, seed: int | None) -> tuple[dict, dict]:
