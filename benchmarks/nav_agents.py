@@ -149,6 +149,7 @@ def main() -> None:
                         help="learned agents: trained PPO/GRPO/DAgger run folders, played on the same seeds")
     args = parser.parse_args()
     runs = dict(r.split("=", 1) for r in args.runs)
+    learned_controls = {name for name, run_dir in runs.items() if Run.open(run_dir).config.policy.memory == "none"}
     torch.set_num_threads(1)
 
     for setting in args.settings:
@@ -187,7 +188,7 @@ def main() -> None:
             print(f"\nfirst subgoal vs later subgoals ({what}):")
             for name in [*args.agents, *runs]:
                 p1, p2, diff, half = first_vs_later(results[name], what)
-                if name in MEMORY_AGENTS or (name in runs and Run.open(runs[name]).config.policy.memory != "none"):
+                if name in MEMORY_AGENTS or (name in runs and name not in learned_controls):
                     verdict = "later <= first: claim FAILS" if diff <= 0 else (
                         "later > first, within noise" if diff - half <= 0 else "later > first: claim holds")
                 else:

@@ -152,9 +152,9 @@ class RunConfig:
             (self.torch_threads >= 0, f"torch_threads must be >= 0, got {self.torch_threads}"),
             (self.device.split(":")[0] in ("cpu", "cuda", "mps"), f"unknown device {self.device!r}; valid: cpu, cuda, mps"),
             (self.policy.activation in ("tanh", "relu"), f"policy.activation must be tanh or relu, got {self.policy.activation!r}"),
+            (not self.init_from or self.algo in ("ppo", "dagger"),
+             f"init_from starts an ActorCritic network (algo ppo or dagger), not algo {self.algo!r}"),
         ]
-        checks.append((not self.init_from or self.algo in ("ppo", "dagger"),
-                       f"init_from starts an ActorCritic network (algo ppo or dagger), not algo {self.algo!r}"))
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)

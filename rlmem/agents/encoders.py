@@ -140,11 +140,11 @@ class ImageEncoder(Encoder):
     def forward(self, obs: Tensor) -> Tensor:
         T, B = obs.shape[:2]
         x = obs.reshape(T * B, *obs.shape[2:])
-        if self.codes is not None:
-            x = x.long()
-            x = torch.cat([emb(x[..., i]) for i, emb in enumerate(self.codes)], dim=-1)
-            return self.net(self.conv(x.permute(0, 3, 1, 2))).reshape(T, B, -1)
-        return self.net(self.conv(x.permute(0, 3, 1, 2).float() * self.scale)).reshape(T, B, -1)
+        if self.codes is not None:  # [N, H, W, C] codes -> [N, H, W, C * CODE_DIM] embeddings
+            x = torch.cat([emb(x[..., i].long()) for i, emb in enumerate(self.codes)], dim=-1)
+        else:
+            x = x.float() * self.scale
+        return self.net(self.conv(x.permute(0, 3, 1, 2))).reshape(T, B, -1)
 
 
 CODE_DIM = 8

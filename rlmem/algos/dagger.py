@@ -6,7 +6,8 @@ any :class:`rlmem.memory.Memory` -> heads), so ``rlmem eval`` / ``record`` and
 navigation agents of :mod:`rlmem.algos.modular` (``goat-modular`` by default): it sees the same
 observations plus odometry through :class:`~rlmem.agents.nav_agents.EnvView`, never the env's
 privileged oracle, so everything it does is in principle learnable from the student's inputs
-(the student gets no odometry: its memory has to integrate the path). GoatGrid envs only.
+(with the env's ``gps`` on, the student gets the same odometry; without it, its memory has to
+integrate the path). GoatGrid envs only.
 
 One round, read top to bottom:
 
@@ -46,7 +47,7 @@ import numpy as np
 import torch
 
 from rlmem.agents.nav_agents import EnvView
-from rlmem.agents.obs import index_envs, stack_final, to_tensor, unsqueeze
+from rlmem.agents.obs import index_envs, obs_buffer, stack_final, store, to_tensor, unsqueeze
 from rlmem.agents.policy import ActorCritic
 from rlmem.algos.common import RECENT, check_device, end_update, episode_row, init_weights, recent_window, restore_rows
 from rlmem.algos.functional import env_minibatches
@@ -169,7 +170,7 @@ def train(
             group["lr"] = lr
         beta = beta_at(global_step, cfg.total_steps, d)
         chunk_state, finished = state, []
-        obs_steps, labels = [], torch.zeros((T, B), dtype=torch.long)
+        obs_buf, labels = obs_buffer(policy.obs_space, T, B, device), torch.zeros((T, B), dtype=torch.long)
         starts, agree, teacher_acts = torch.zeros((T, B), dtype=torch.bool), 0, 0
 
         # ------------------------------------------------------------ 1. rollout
@@ -184,7 +185,7 @@ def train(
             action = np.where(by_teacher, label, student)
             agree += int((student == label).sum())
             teacher_acts += int(by_teacher.sum())
-            obs_steps.append(obs_t)
+            store(obs_buf, t, obs_t)
             labels[t], starts[t] = torch.as_tensor(label), start_t.cpu()
             for i in range(B):
                 obs[i], reward, terminated, truncated, infos[i] = envs[i].step(int(action[i]))
@@ -199,9 +200,7 @@ def train(
             global_step += B
 
         # ------------------------------------------------------------ 2. aggregate
-        chunk = {k: torch.stack([o[k] for o in obs_steps]) for k in obs_steps[0]} \
-            if isinstance(obs_steps[0], dict) else torch.stack(obs_steps)
-        buffer.append((chunk, labels.to(device), starts.to(device), chunk_state))
+        buffer.append((obs_buf, labels.to(device), starts.to(device), chunk_state))
 
         # ------------------------------------------------------------ 3. update
         losses = []
