@@ -298,6 +298,9 @@ def test_lstm_padded_path_calls_once_per_distinct_last_start():
     finally:
         handle.remove()
     assert len(calls) == 1 + 2
+    torch.manual_seed(0)
+    mem = make("lstm", IN_DIM, **SMALL["lstm"])
+    mem.cpu_flush = False  # replays take path 3' too (the padded call alone)
     calls.clear()
     handle = mem.rnn.register_forward_hook(lambda *_: calls.append(1))
     try:  # a training replay needs no final state: the padded call alone
@@ -305,6 +308,48 @@ def test_lstm_padded_path_calls_once_per_distinct_last_start():
     finally:
         handle.remove()
     assert len(calls) == 1
+
+
+def replay_only(mem, x, s0, start):
+    return mem.replay(x, s0, start), ()
+
+
+def step_loop_outputs(mem, x, s0, start):
+    return step_loop(mem, x, s0, start)[0], ()
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm"])
+@pytest.mark.parametrize("layers", [1, 2])
+@settings(max_examples=25, deadline=None)
+@given(c=chunks())
+def test_recurrent_flush_replay_equals_step_loop_with_gradients(name, layers, c):
+    """Path 4 (CPU replays with flush steps, module doc of recurrent.py): outputs and the
+    gradients w.r.t. inputs, every parameter and the incoming state equal the step loop's."""
+    T, B, start, g = c
+    torch.manual_seed(0)
+    mem = make(name, IN_DIM, **{**SMALL[name], "num_layers": layers})
+    mem._flush_is_cheaper = lambda start: True  # path 4 for every chunk with a start inside
+    x, s0 = case(mem, T, B, start, g)
+    with torch.no_grad():
+        torch.testing.assert_close(mem.replay(x, s0, start), step_loop(mem, x, s0, start)[0], **TOL)
+    fast, _ = loss_and_grads(mem, x, s0, start, replay_only)
+    ref, _ = loss_and_grads(mem, x, s0, start, step_loop_outputs)
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_recurrent_replays_take_the_cheaper_of_flush_and_padded():
+    """The cost model picks path 4 where rows are many (a preset's minibatch: 8 envs x 64
+    steps, ~25-step episodes) and path 3' where one env's short episodes can run side by
+    side; torch's GRU step loop weighs steps more than oneDNN's LSTM does (measured)."""
+    def chunk(T, B, mean_episode):
+        start = torch.rand(T, B, generator=torch.Generator().manual_seed(0)) < 1 / mean_episode
+        start[0] = True
+        return start
+
+    lstm, gru = make("lstm", IN_DIM, hidden_size=8), make("gru", IN_DIM, hidden_size=8)
+    assert lstm._flush_is_cheaper(chunk(64, 8, 25)) and gru._flush_is_cheaper(chunk(64, 16, 25))
+    assert not lstm._flush_is_cheaper(chunk(128, 1, 12)) and not gru._flush_is_cheaper(chunk(128, 2, 12))
 
 
 @pytest.mark.parametrize("name", ["gru", "lstm"])

@@ -7,7 +7,7 @@ Training replays chunks of T = 128 steps in which episodes start anywhere, often
 times per env. Stepping ``nn.GRU``/``nn.LSTM`` one step at a time in Python (what
 sb3-contrib does when a sequence holds a reset) makes the interpreter loop dominate the
 update on CPU at the small per-minibatch batches PPO uses, so a chunk goes through one
-of three exact paths, each a single fused call (no Python loop over time):
+of these exact paths, each one fused call (path 4: one per layer), no Python loop over time:
 
 1. ``T == 1`` (acting): reset the state where ``start[0]`` with ``torch.where``, then one
    fused cell call per layer (``torch.lstm_cell`` / ``torch.gru_cell``).
@@ -28,6 +28,20 @@ of three exact paths, each a single fused call (no Python loop over time):
    those calls (``replay``). Measured here (T = 64, B = 8, episodes ~25 steps, 1 thread,
    forward+backward): LSTM-128 ~15 ms vs ~27 ms for path 3 and ~5 ms without starts;
    GRU-128 (input 64) 40 ms vs 58 ms for path 3 and 34 ms without starts.
+
+4. Training replays on CPU (``replay``, no final state wanted): every env's chunk stays one
+   row, and a *flush step* is inserted just before each start after t = 0, so row b is
+   T + (its starts) steps long; each layer is one fused call over [T + max starts, B], at
+   the cost of a reset-free chunk plus a few steps instead of S segments x L_max. The flush
+   step's input is a flag in an extra input column whose weights drive the gates that keep
+   the past shut: LSTM input, forget and output gates get ``FLUSH`` = -1e4 (sigmoid is
+   exactly 0 there, its derivative too), so c and h after the step are exactly 0 and no
+   gradient crosses it; GRU reset and update gates get ``FLUSH`` and the candidate's column
+   is -b_in, cancelling its input bias, so h = tanh(0) = 0 (b_in's gradient from the flush
+   step cancels up to rounding). A lower layer outputs exactly 0 at a flush step, so the
+   same flag resets the layers above. Measured here (LSTM-128, T = 64, B = 8, ~25-step
+   episodes, 1 thread, forward+backward): 7.5 ms vs 14.8 ms for path 3' and 6.3 ms without
+   starts (`python benchmarks/recurrent_paths.py`, README "Training throughput").
 
 On CPU, path 3 is run over blocks of at most ``K = max(8, cpu_block_rows // B)`` steps
 (K = T for small batches), threading the state from block to block. Why: PyTorch's CPU
@@ -53,6 +67,10 @@ from rlmem.memory.base import Memory, State, register
 
 Parts = tuple[Tensor, ...]  # (h,) or (h, c), each [B, num_layers, H]
 
+#: Path 4's pre-activation for the gates a flush step shuts: sigmoid(FLUSH) is exactly 0 in
+#: float32/64 (and its derivative too), whatever the weights add to it.
+FLUSH = -1e4
+
 
 class _Recurrent(Memory):
     """Shared code of ``gru`` and ``lstm``; subclasses name the torch module.
@@ -68,6 +86,12 @@ class _Recurrent(Memory):
     cpu_block_rows: int = 512
     #: On CPU, chunks with starts inside take path 3' (padded, fused kernel), not path 3.
     cpu_padded: bool = True
+    #: On CPU, training replays with starts inside take path 4 (flush steps) where it is
+    #: cheaper than path 3' by the cost model of ``_flush_is_cheaper``.
+    cpu_flush: bool = True
+    #: That model's fixed cost of one time step, in batch rows (measured here, fused
+    #: forward+backward: oneDNN's LSTM ~4, torch's GRU step loop ~64).
+    cpu_step_rows: int
 
     def __init__(self, in_dim: int, hidden_size: int = 128, num_layers: int = 1):
         super().__init__()
@@ -135,10 +159,26 @@ class _Recurrent(Memory):
         return torch.cat(ys) if len(ys) > 1 else ys[0], self._state(parts)
 
     def replay(self, x: Tensor, state: State, start: Tensor) -> Tensor:
-        """``forward``'s output only: path 3' skips its extra calls for the final state."""
+        """``forward``'s output only; on CPU, chunks with starts inside take path 4 (flush)."""
         if start.shape[0] > 1 and self._takes_padded(x) and bool(start[1:].any()):
+            if self.cpu_flush and self._flush_is_cheaper(start):
+                return self._flush_outputs(x, self._parts(state), start)
             return self._padded_outputs(x, self._parts(state), start)[0]
         return self(x, state, start)[0]
+
+    def _flush_is_cheaper(self, start: Tensor) -> bool:
+        """Path 4 or 3' for a replay: a fused call costs about ``steps * (C + batch)`` row-steps
+        (C = ``cpu_step_rows``: a step's fixed cost in rows), so path 4's B rows of T + (most
+        starts in one env) steps beat 3''s S segments of L_max steps unless the envs are few
+        and their episodes short (then 3' runs the segments side by side in fewer steps)."""
+        T, B = start.shape
+        begin = start.t().clone()
+        begin[:, 0] = True
+        first = begin.reshape(-1).nonzero().squeeze(1)
+        longest = int(torch.diff(first, append=first.new_tensor([B * T])).max())
+        flush_steps = T + int(start[1:].sum(0).max())
+        c = self.cpu_step_rows
+        return flush_steps * (c + B) <= longest * (c + len(first))
 
     def _takes_padded(self, x: Tensor) -> bool:
         return x.device.type == "cpu" and self.cpu_padded
@@ -219,13 +259,43 @@ class _Recurrent(Memory):
                 f[envs] = h
         return y, tuple(final)
 
-
     def _padded_outputs(self, x: Tensor, parts: Parts, start: Tensor):
         """Path 3' without the final state: ``y`` [T, B, H] plus what the final state needs."""
         h0, lengths, step_tb, seg_tb, last, last_start = self._segments(parts, start)
         padded = x.new_zeros(int(lengths.max()), len(lengths), x.shape[-1]).index_put((step_tb, seg_tb), x)
         out, _ = self.rnn(padded, self._to_hx(h0))
         return out[step_tb, seg_tb], h0, last, last_start
+
+    def _flush_outputs(self, x: Tensor, parts: Parts, start: Tensor) -> Tensor:
+        """Path 4 (CPU replays): every env's chunk stays one row; a *flush step* is inserted
+        before each start after t = 0, and each layer is one fused call over the longer rows
+        (module doc). Returns ``y`` [T, B, H]; the final state is not computed."""
+        T, B = start.shape
+        inner = start.clone()
+        inner[0] = False
+        shift = inner.long().cumsum(0)                  # [T, B] flush steps at or before t
+        row_t = torch.arange(T, device=x.device).view(T, 1) + shift  # where (t, b) lands
+        env = torch.arange(B, device=x.device).expand(T, B)
+        t_in, b_in = inner.nonzero(as_tuple=True)
+        rows = T + int(shift[-1].max())                 # padding after a row's end is unread
+        keep = ~start[0].view(-1, 1, 1)
+        h0 = tuple(torch.where(keep, p, 0.0) for p in parts)
+        flag = x.new_zeros(rows, B, 1)
+        flag[row_t[t_in, b_in] - 1, b_in] = 1.0         # the step before each start
+        out = x.new_zeros(rows, B, x.shape[-1]).index_put((row_t, env), x)
+        H = self.hidden_size
+        for layer in range(self.num_layers):  # a lower layer's output is exactly 0 at flush steps
+            inp = torch.cat([out, flag], -1)
+            w_ih, w_hh, b_ih, b_hh = (getattr(self.rnn, f"{w}_l{layer}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            if self.n_parts == 2:   # LSTM gates i, f, g, o: shut i, f and o
+                col = torch.cat([w_ih.new_full((2 * H,), FLUSH), w_ih.new_zeros(H), w_ih.new_full((H,), FLUSH)])
+            else:                   # GRU gates r, z, n: shut r and z, cancel n's input bias
+                col = torch.cat([w_ih.new_full((2 * H,), FLUSH), -b_ih[2 * H :]])
+            weights = [torch.cat([w_ih, col.unsqueeze(1)], 1), w_hh, b_ih, b_hh]
+            hx = tuple(p[:, layer].unsqueeze(0).contiguous() for p in h0)
+            call = torch.lstm if self.n_parts == 2 else torch.gru
+            out = call(inp, hx if self.n_parts == 2 else hx[0], weights, True, 1, 0.0, self.training, False, False)[0]
+        return out[row_t, env]
 
 
 @register("gru")
@@ -241,6 +311,7 @@ class GRUMemory(_Recurrent):
     rnn_cls = nn.GRU
     kind = "gru"
     n_parts = 1
+    cpu_step_rows = 64
 
 
 @register("lstm")
@@ -256,3 +327,4 @@ class LSTMMemory(_Recurrent):
     rnn_cls = nn.LSTM
     kind = "lstm"
     n_parts = 2
+    cpu_step_rows = 4
