@@ -33,6 +33,14 @@ agents/gru-nav-dagger.toml``): the newest checkpoint plays the same seeds greedi
 at a time, in the env as the run trained on it with the setting's kwargs on top, and is held to
 the memory agents' claim (later > first); a learned run with ``memory = "none"`` is a
 memoryless control, held to "must not rise".
+
+A learned agent's later subgoals differ from its first in more than memory: they start where
+the last one ended (facing an object, inside a room), which a learned policy may find easier
+(its memoryless control rises too). ``--wipe`` separates the two: every learned run with a
+memory is also played as ``NAME-wiped``, the same weights with the memory state reset at each
+subgoal start as at an episode start, and the two are compared on later subgoals ("memory
+across subgoals"). Subgoal 0 is played identically by both. The wiped agent still sees the
+true ``subgoal_index``, which with a fresh state it never met in training.
 """
 
 from __future__ import annotations
@@ -81,19 +89,23 @@ def play_oracle(env_id: str, env_kwargs: dict, episodes: int, seed: int) -> list
     return out
 
 
-def play_learned(run_dir: str, env_id: str, env_kwargs: dict, episodes: int, seed: int) -> list[EpisodeResult]:
+def play_learned(run_dir: str, env_id: str, env_kwargs: dict, episodes: int, seed: int,
+                 wipe: bool = False) -> list[EpisodeResult]:
     """A trained PPO/GRPO/DAgger run's newest checkpoint, greedy, on the same seeds as the other
     agents: the env as the run trained on it (its observation keys, e.g. ``gps``), with the
-    setting's kwargs on top."""
+    setting's kwargs on top. ``wipe``: reset the memory state at every subgoal start, as at an
+    episode start (the learned counterpart of ``memoryless``)."""
     run = Run.open(run_dir)
     policy, _ = load_policy(run)
     act = policy_actor(policy, deterministic=True)  # steps it as training does (T = B = 1)
     env, out = make_env(env_id, {**run.config.env_kwargs, **env_kwargs}), []
     for i in range(episodes):
         obs, info = env.reset(seed=seed + i)
-        total, steps = 0.0, 0
+        total, steps, subgoal = 0.0, 0, 0
         while True:
-            action, _ = act(obs, info, steps == 0)
+            start = steps == 0 or (wipe and int(obs["subgoal_index"]) != subgoal)
+            subgoal = int(obs["subgoal_index"])
+            action, _ = act(obs, info, start)
             obs, r, term, trunc, info = env.step(action)
             total, steps = total + r, steps + 1
             if term or trunc:
@@ -129,6 +141,16 @@ def first_vs_later(results: list[EpisodeResult], what: str = "success") -> tuple
     return float(first.mean()), float(later.mean()), float(later.mean() - first.mean()), 1.96 * se
 
 
+def later_vs_later(a: list[EpisodeResult], b: list[EpisodeResult], what: str = "success") -> tuple[float, float, float, float]:
+    """(a's later-subgoal mean, b's, difference, half-width of its 95% interval): one agent
+    with and without its memory across subgoals."""
+    def later(results: list[EpisodeResult]) -> np.ndarray:
+        return np.array([float(s) for r in results for s in (r.successes if what == "success" else r.spls)[1:]])
+    x, y = later(a), later(b)
+    se = math.sqrt(x.var() / len(x) + y.var() / len(y))
+    return float(x.mean()), float(y.mean()), float(x.mean() - y.mean()), 1.96 * se
+
+
 def table(title: str, rows: dict, names: list[str], counts: dict) -> str:
     width = max(14, *(len(n) + 2 for n in names))
     lines = [title, f"{'':<10}{'n':>5}" + "".join(f"{n:>{width}}" for n in names)]
@@ -147,6 +169,8 @@ def main() -> None:
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
     parser.add_argument("--runs", nargs="*", default=[], metavar="NAME=RUN_DIR",
                         help="learned agents: trained PPO/GRPO/DAgger run folders, played on the same seeds")
+    parser.add_argument("--wipe", action="store_true",
+                        help="also play every learned run with memory as NAME-wiped: its state reset at each subgoal start")
     args = parser.parse_args()
     runs = dict(r.split("=", 1) for r in args.runs)
     learned_controls = {name for name, run_dir in runs.items() if Run.open(run_dir).config.policy.memory == "none"}
@@ -174,6 +198,8 @@ def main() -> None:
             t0 = time.perf_counter()
             results[name] = play_learned(run_dir, args.env, kwargs, args.episodes, args.seed)
             print(f"{name}: {time.perf_counter() - t0:.0f}s, {sum(r.length for r in results[name])} steps (learned, {run_dir})")
+            if args.wipe and name not in learned_controls:
+                results[f"{name}-wiped"] = play_learned(run_dir, args.env, kwargs, args.episodes, args.seed, wipe=True)
         results["oracle"] = play_oracle(args.env, kwargs, args.episodes, args.seed)
         names = list(results)
         idx_counts = {k: len(v) for k, v in per_index(results[names[0]], "success").items()}
@@ -195,6 +221,14 @@ def main() -> None:
                     verdict = "does not rise" if diff <= 0 else (
                         "rises, within noise" if diff - half <= 0 else "rises beyond noise: claim FAILS")
                 print(f"  {name:<16} first {p1:.3f}  later {p2:.3f}  diff {diff:+.3f} (95% +-{half:.3f})  {verdict}")
+            wiped = [n for n in runs if f"{n}-wiped" in results]
+            if wiped:
+                print(f"memory across subgoals ({what} on later subgoals; the same weights, state wiped at each subgoal start):")
+            for name in wiped:
+                kept, lost, diff, half = later_vs_later(results[name], results[f"{name}-wiped"], what)
+                verdict = "memory does not pay" if diff <= 0 else (
+                    "memory pays, within noise" if diff - half <= 0 else "memory pays beyond noise")
+                print(f"  {name:<16} kept {kept:.3f}  wiped {lost:.3f}  diff {diff:+.3f} (95% +-{half:.3f})  {verdict}")
 
 
 if __name__ == "__main__":

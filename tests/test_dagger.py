@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,35 @@ def test_runs_are_seeded_and_evaluate_like_ppo_runs(tmp_path):
                            seed=4, torch_threads=1)
     run = Run(tmp_path / "a", more)
     assert dagger.train(more, run, resume=True)["step"] == 256
+
+
+def test_nav_benchmark_wipes_a_learned_memory_at_each_subgoal(tmp_path, monkeypatch):
+    # benchmarks/nav_agents.py --wipe: the same weights with the memory state reset at every
+    # subgoal start (the learned counterpart of the memoryless modular agent).
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import nav_agents
+
+    cfg = make_run_config(preset(), env=ENV, total_steps=64, seed=3, torch_threads=1)
+    dagger.train(cfg, Run.create(tmp_path / "r", cfg))
+    starts: list[list[bool]] = []
+    real_actor = nav_agents.policy_actor
+
+    def recording_actor(policy, deterministic=True):
+        act, flags = real_actor(policy, deterministic), []
+        starts.append(flags)
+
+        def wrapped(obs, info, start):
+            flags.append(bool(start))
+            return act(obs, info, start)
+        return wrapped
+
+    monkeypatch.setattr(nav_agents, "policy_actor", recording_actor)
+    kept = nav_agents.play_learned(str(tmp_path / "r"), ENV, {"subgoal_budget": 6}, 2, 100)
+    wiped = nav_agents.play_learned(str(tmp_path / "r"), ENV, {"subgoal_budget": 6}, 2, 100, wipe=True)
+    assert sum(starts[0]) == 2                                 # one start per episode
+    assert sum(starts[1]) == sum(len(r.successes) for r in wiped) == 10  # one per subgoal
+    # subgoal 0 is played from the same (fresh) state either way
+    assert [r.spls[0] for r in kept] == [r.spls[0] for r in wiped]
 
 
 def test_cli_train_and_a_bad_teacher(tmp_path):

@@ -29,7 +29,8 @@ of these exact paths, each one fused call (path 4: one per layer), no Python loo
    forward+backward): LSTM-128 ~15 ms vs ~27 ms for path 3 and ~5 ms without starts;
    GRU-128 (input 64) 40 ms vs 58 ms for path 3 and 34 ms without starts.
 
-4. Training replays on CPU (``replay``, no final state wanted): every env's chunk stays one
+4. Training replays on CPU (``replay``, no final state wanted), where a cost model
+   (``_flush_is_cheaper``) says it beats 3': every env's chunk stays one
    row, and a *flush step* is inserted just before each start after t = 0, so row b is
    T + (its starts) steps long; each layer is one fused call over [T + max starts, B], at
    the cost of a reset-free chunk plus a few steps instead of S segments x L_max. The flush
