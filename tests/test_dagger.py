@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -101,7 +100,7 @@ def test_runs_are_seeded_and_evaluate_like_ppo_runs(tmp_path):
 def test_nav_benchmark_wipes_a_learned_memory_at_each_subgoal(tmp_path, monkeypatch):
     # benchmarks/nav_agents.py --wipe: the same weights with the memory state reset at every
     # subgoal start (the learned counterpart of the memoryless modular agent).
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import nav_agents
 
     cfg = make_run_config(preset(), env=ENV, total_steps=64, seed=3, torch_threads=1)

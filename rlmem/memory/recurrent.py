@@ -169,9 +169,9 @@ class _Recurrent(Memory):
 
     def _flush_is_cheaper(self, start: Tensor) -> bool:
         """Path 4 or 3' for a replay: a fused call costs about ``steps * (C + batch)`` row-steps
-        (C = ``cpu_step_rows``: a step's fixed cost in rows), so path 4's B rows of T + (most
-        starts in one env) steps beat 3''s S segments of L_max steps unless the envs are few
-        and their episodes short (then 3' runs the segments side by side in fewer steps)."""
+        (C = ``cpu_step_rows``: a step's fixed cost in rows). Path 4 runs B rows of T + (most
+        starts in one env) steps, path 3' S segments of L_max steps; 3' wins only where the
+        envs are few and their episodes short (its segments side by side take fewer steps)."""
         T, B = start.shape
         begin = start.t().clone()
         begin[:, 0] = True
