@@ -37,15 +37,18 @@ def end_update(run, metrics: dict, *, step: int, updates_done: int, last: bool, 
                callback: Callable[[dict], Any] | None, stop_after: int | None,
                checkpoint: Callable[[], dict]) -> bool:
     """What every loop does after an update: log ``metrics`` to ``run``, show them to
-    ``callback`` (a True return asks for a pause: the CLI's Ctrl-C), and write ``checkpoint()``
-    when it is due (the last update, a pause, or every ``checkpoint_every`` updates). Returns
-    True when the loop must stop here to pause (``metrics["paused"]`` is then set)."""
+    ``callback`` (a True return asks for a pause: the CLI's Ctrl-C), and write a checkpoint
+    when it is due (the last update, a pause, or every ``checkpoint_every`` updates): the
+    loop's own ``checkpoint()`` entries plus what every loop stores, ``version``, ``update``
+    (= ``updates_done``), ``step`` and ``torch_rng``. Returns True when the loop must stop
+    here to pause (``metrics["paused"]`` is then set)."""
     if run is not None:
         run.log(step, metrics)
     asked = bool(callback(metrics)) if callback is not None else False
     pause = asked or (stop_after is not None and step >= stop_after)
     if run is not None and (last or pause or updates_done % checkpoint_every == 0):
-        run.save_checkpoint(step, checkpoint())
+        common = {"version": 1, "update": updates_done, "step": step, "torch_rng": torch.get_rng_state()}
+        run.save_checkpoint(step, {**common, **checkpoint()})
     if pause and not last:
         metrics["paused"] = True
         return True

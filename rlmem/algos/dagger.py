@@ -234,12 +234,8 @@ def train(
             run, metrics, step=global_step, updates_done=update + 1, last=update + 1 == cfg.num_updates,
             checkpoint_every=cfg.checkpoint_every, callback=callback, stop_after=stop_after,
             checkpoint=lambda: {
-                "version": 1,
-                "update": update + 1,
-                "step": global_step,
                 "policy": policy.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state(),
                 "recent": [list(r) for r in recent],
             },
         ):

@@ -277,14 +277,10 @@ def train(
             run, metrics, step=global_step, updates_done=update, last=global_step >= cfg.total_steps,
             checkpoint_every=cfg.checkpoint_every, callback=callback, stop_after=stop_after,
             checkpoint=lambda: {
-                "version": 1,
                 "algo": "grpo",
-                "update": update,
-                "step": global_step,
                 "policy": policy.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "reference": reference.state_dict() if reference is not None else None,
-                "torch_rng": torch.get_rng_state(),
             },
         ):
             break

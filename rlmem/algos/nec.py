@@ -474,13 +474,9 @@ def train(
             run, metrics, step=global_step, updates_done=update + 1, last=update + 1 == cfg.num_updates,
             checkpoint_every=cfg.checkpoint_every, callback=callback, stop_after=stop_after,
             checkpoint=lambda: {
-                "version": 1,
-                "update": update + 1,
-                "step": global_step,
                 "policy": agent.state_dict(),
                 "banks": agent.bank_tensors(),
                 "optimizer": optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state(),
                 "replay": replay.state(),
                 "window": window.state(),
                 "env_state": to_safe(envs.get_state()) if hasattr(envs, "get_state") else None,
