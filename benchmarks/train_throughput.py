@@ -8,7 +8,9 @@ machine, with one torch thread count (``--threads``, set before anything else):
    actor and critic LSTM-256, heads [64, 64] tanh, 128 steps x 8 envs, batch 128, 10
    epochs) on SB3's ``make_vec_env`` (DummyVecEnv) vs. rlmem PPO configured the same
    (``MATCHED`` below). Same network, same work per update: the ratio isolates
-   implementation efficiency (rollout loop, batched env, recurrent update).
+   implementation efficiency (rollout loop, batched env, recurrent update). rlmem steps
+   its own batched envs: the native T-Maze, and for CartPole ``rlmem/envs/cartpole.py``,
+   Gymnasium's CartPole physics in numpy, equal to the single env step for step (tested).
 2. **rlmem defaults** -- the presets ``agents/gru.toml``, ``agents/gtrxl.toml`` (Gated
    Transformer-XL) and ``agents/lstm.toml`` as they are (16 envs), and the same presets at
    8 envs (minibatches stay 2).

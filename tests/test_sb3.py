@@ -144,8 +144,8 @@ def test_adapter_sub_env_access():
         native.set_attr("foo", 1)
     with pytest.raises(IndexError):
         native.get_attr("render_mode", indices=[3])
-    # a SyncVectorEnv (CartPole: no SAME_STEP native env) has real sub-envs
-    sync = make_sb3_vec_env("CartPole-v1", 2)
+    # a SyncVectorEnv (Acrobot: no native batched env) has real sub-envs
+    sync = make_sb3_vec_env("Acrobot-v1", 2)
     assert isinstance(sync.vector_env, gym.vector.SyncVectorEnv)
     sync.set_attr("marker", 7, indices=1)
     assert sync.get_attr("marker", indices=[1]) == [7]

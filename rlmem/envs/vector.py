@@ -1,8 +1,10 @@
 """How training loops get environments: always batched, always SAME_STEP autoreset.
 
 ``make_vec_env`` returns the id's native batched implementation when it registers a
-``vector_entry_point`` (rlmem's own envs) and a ``SyncVectorEnv`` otherwise (CartPole,
-MiniGrid, ...), with the observation adapters of :mod:`rlmem.envs.adapters` for peer envs. Both use Gymnasium's SAME_STEP autoreset: when an episode ends, the
+SAME_STEP ``vector_entry_point`` (rlmem's own envs) or rlmem has a native twin of a peer
+env (``NATIVE_TWINS``: CartPole-v1), and a ``SyncVectorEnv`` otherwise (MiniGrid, ...),
+with the observation adapters of :mod:`rlmem.envs.adapters` for peer envs. All use
+Gymnasium's SAME_STEP autoreset: when an episode ends, the
 returned observation is already the next episode's first one, and the last observation
 of the finished episode is in ``info["final_obs"]`` (needed to bootstrap truncations).
 """
@@ -16,6 +18,10 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from rlmem.errors import ConfigError, UnknownNameError
+
+#: Peer ids whose rlmem native batched env equals their SAME_STEP ``SyncVectorEnv`` (tested
+#: for that); the constructor takes ``num_envs``, ``max_episode_steps`` and the env kwargs.
+NATIVE_TWINS = {"CartPole-v1": "rlmem.envs.cartpole:CartPoleVec"}
 
 
 def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -42,6 +48,9 @@ def make_vec_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None =
     spec = env_spec(env_id)
     kwargs = dict(env_kwargs or {})
     try:
+        if spec.id in NATIVE_TWINS:
+            twin = gym.envs.registration.load_env_creator(NATIVE_TWINS[spec.id])
+            return twin(num_envs, max_episode_steps=spec.max_episode_steps, **{**spec.kwargs, **kwargs})
         if spec.vector_entry_point is not None:
             envs = gym.make_vec(spec, num_envs=num_envs, **kwargs)
             if envs.metadata.get("autoreset_mode") == AutoresetMode.SAME_STEP:
