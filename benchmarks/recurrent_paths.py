@@ -32,8 +32,8 @@ from rlmem.memory import make  # noqa: E402
 
 IN_DIM = 64
 CASES = [  # (memory, hidden, T, B): the presets' minibatches (T 64, 8 envs), bigger, and tiny
-    ("lstm", 128, 64, 8), ("lstm", 128, 64, 16), ("lstm", 128, 128, 32), ("lstm", 256, 128, 1),
-    ("gru", 128, 64, 8), ("gru", 128, 64, 16), ("gru", 128, 128, 32), ("gru", 128, 128, 2),
+    ("lstm", 128, 64, 4), ("lstm", 128, 64, 8), ("lstm", 128, 64, 16), ("lstm", 128, 128, 32), ("lstm", 256, 128, 1),
+    ("gru", 128, 64, 4), ("gru", 128, 64, 8), ("gru", 128, 64, 16), ("gru", 128, 128, 32), ("gru", 128, 128, 2),
 ]
 
 

@@ -23,6 +23,9 @@ How each number is measured (nothing is hard-coded; every number comes from this
   callback at each rollout start). The first updates, until ``warm-up`` seconds have passed
   (at least one update), are warm-up; then whole updates are timed until ``--seconds`` have
   passed (at least one). SPS = steps of the timed updates / their wall time.
+- ``--repeats N``: each rlmem config's training and limit are measured N times,
+  alternately, so both see the same drift of a shared machine; the table shows the medians
+  and "of limit" the median of the N ratios. Peers (SB3) are measured once.
 - *Limit*: a bare forward + ``ppo_loss`` + backward + grad clip + Adam loop of the same
   ``ActorCritic`` and minibatch shapes, with random observations and actions, no env, no
   rollout and no bookkeeping, and a start mask that is false except at t = 0 (no resets
@@ -46,6 +49,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import time
 import warnings
@@ -308,6 +312,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="timed part of each measurement (default 20)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for everything (default 2)")
+    parser.add_argument("--repeats", type=int, default=1, help="rlmem configs: measure training and its limit this "
+                        "many times, alternately, and report medians (the ratio: the median of the pairs' ratios)")
     parser.add_argument("--quick", action="store_true", help="3 s per measurement: a smoke test, noisy numbers")
     parser.add_argument("--only", default="", help="run only configs whose 'config env' contains one of these "
                         "comma-separated substrings (case-insensitive), e.g. 'matched,RecurrentPPO'")
@@ -343,7 +349,7 @@ def main() -> None:
         return limits[(name, cfg.env)]
 
     def add(row: Row, peer: Row | None) -> None:
-        if row.limit_sps:
+        if row.limit_sps and row.of_limit is None:
             row.of_limit = row.sps / row.limit_sps
         if peer is not None:
             row.vs_recurrent_ppo = row.sps / peer.sps
@@ -360,7 +366,11 @@ def main() -> None:
             add(peer, peer)
         for name, cfg in configs:
             if selected(name, env):
-                row = Row(name, env, cfg.ppo.num_envs, rlmem_sps(cfg, seconds, warmup), limit_of(name, cfg))
+                # Alternate training and limit so that both see the same drift of the machine.
+                pairs = [(rlmem_sps(cfg, seconds, warmup), limit_sps(cfg, seconds, warmup)) for _ in range(args.repeats)]
+                sps, lim = (statistics.median(p[i] for p in pairs) for i in (0, 1))
+                limits.setdefault((name, env), lim)
+                row = Row(name, env, cfg.ppo.num_envs, sps, lim, statistics.median(a / b for a, b in pairs))
                 add(row, peer)
     if selected("sb3 PPO-MLP", "CartPole-v1"):
         peer = next((r for r in rows if r.config == "sb3 RecurrentPPO" and r.env == "CartPole-v1"), None)

@@ -106,14 +106,17 @@ def train(
         lr = p.learning_rate * (1.0 - update / cfg.num_updates) if p.anneal_lr else p.learning_rate
         for group in optimizer.param_groups:
             group["lr"] = lr
-        chunk_state = state  # the memory state before step 0 of this chunk
+        # The memory state before step 0 of this chunk. The rollout runs in inference mode
+        # (cheaper per op than no_grad: no version counters or view tracking), so its states
+        # are inference tensors; the update replays from this one with autograd: a copy.
+        chunk_state = map_state(torch.clone, state)
         finished: list[tuple] = []
 
         # ------------------------------------------------------------ 1. rollout
         for t in range(T):
             obs_t = to_tensor(next_obs, device)
             start_t = torch.as_tensor(next_start, device=device)
-            with torch.no_grad():
+            with torch.inference_mode():
                 out, state = policy(unsqueeze(obs_t), state, start_t[None])
                 action, logp = policy.sample(out.params[0])
             next_obs, reward, terminated, truncated, info = envs.step(policy.env_action(action))
@@ -136,7 +139,7 @@ def train(
             next_start = done
 
         # ------------------------------------------------------------ 2. advantages
-        with torch.no_grad():
+        with torch.inference_mode():
             out, _ = policy(
                 unsqueeze(to_tensor(next_obs, device)), state, torch.as_tensor(next_start, device=device)[None]
             )
@@ -223,7 +226,7 @@ def _final_values(policy: ActorCritic, info: dict, truncated: np.ndarray, state,
     idx = np.flatnonzero(truncated)
     final = stack_final(info["final_obs"], idx)
     idx_t = torch.as_tensor(idx, device=device)
-    with torch.no_grad():
+    with torch.inference_mode():
         out, _ = policy(
             unsqueeze(to_tensor(final, device)),
             index_state(state, idx_t),
