@@ -307,6 +307,24 @@ def test_category_goal_accepts_any_instance_of_the_category():
     assert info["subgoal_success"] and reward == pytest.approx(1.0 - env.config.step_penalty)
 
 
+@pytest.mark.parametrize("n_objects", [3, 8])
+def test_new_room_goals_never_start_a_subgoal_in_a_goal_room(n_objects):
+    def starts_beside_goal(env) -> list[bool]:
+        rooms = [{env._instances[i].room for i in sub.goal_ids} for sub in env._subgoals]
+        prev = [env._instances[sub.target].room for sub in env._subgoals]
+        return [prev[k - 1] in rooms[k] for k in range(1, len(rooms))]
+
+    kwargs = {**SMALL, "n_objects": n_objects}
+    on, off = GoatGrid(**kwargs, new_room_goals=True), GoatGrid(**kwargs)
+    beside = []
+    for seed in range(20):
+        on.reset(seed=seed)
+        off.reset(seed=seed)
+        assert not any(starts_beside_goal(on))
+        beside += starts_beside_goal(off)
+    assert any(beside)  # without the option some subgoals do start in a goal's room
+
+
 def test_stopping_at_a_distractor_of_the_same_category_fails():
     env = GoatGrid(**{**SMALL, "modalities": ("language", "image")})
     env.reset(seed=9)
@@ -578,6 +596,8 @@ def test_houses_at_full_object_capacity_stay_navigable(kwargs):
         (dict(subgoal_budget=0), "subgoal_budget"),
         (dict(closed_door_prob=1.5), "closed_door_prob"),
         (dict(step_penalty=float("nan")), "step_penalty"),
+        (dict(new_room_goals="yes"), "new_room_goals must be true or false"),
+        (dict(gps=1), "gps must be true or false"),
         (dict(no_such_option=1), "unexpected keyword"),
     ],
 )

@@ -41,8 +41,14 @@ with a modality drawn uniformly from ``modalities``:
 
 Consecutive subgoals never ask for the instance the agent was just sent to (nor, for a
 category goal, for its category), unless the allowed modalities and house leave no other
-choice. The category of the target is given for every modality (as in GOAT-Bench, where
-agents prefilter candidate instances by category).
+choice. With ``new_room_goals`` they also never ask for a goal with an instance (for a
+category goal: any instance of the category) in the room of the previous target, where a
+successful agent stands when the subgoal starts; a house without such a plan is redrawn.
+This takes away what a memoryless agent gains on later subgoals from starting next to an
+object of the last one (with few objects per house that gain is large), so that a rise
+from the first subgoal to later ones measures memory of the house. The category of the
+target is given for every modality (as in GOAT-Bench, where agents prefilter candidate
+instances by category).
 
 Action Space
 ------------
@@ -258,6 +264,9 @@ class GoatGridConfig:
     """Coefficient of the potential-based shortest-path shaping (0 = off; see Rewards)."""
     gps: bool = False
     """Add ``obs["gps"]``, the position relative to the episode start (see Observation Space)."""
+    new_room_goals: bool = False
+    """Every subgoal after the first has no goal instance in the previous target's room, so a
+    later subgoal never starts beside its goal (see Subgoals)."""
 
     def __post_init__(self) -> None:
         who = "GoatGrid"
@@ -289,6 +298,9 @@ class GoatGridConfig:
                 f"(e.g. (56, 56, 3)), got {self.goal_image_shape!r}"
             )
         object.__setattr__(self, "goal_image_shape", tuple(int(v) for v in shape))
+        for name in ("gps", "new_room_goals"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ConfigError(f"{who}: {name} must be true or false, got {getattr(self, name)!r}")
         for name in ("closed_door_prob", "extra_door_prob"):
             p = getattr(self, name)
             if not isinstance(p, (int, float, np.integer, np.floating)) or not 0.0 <= p <= 1.0:
@@ -894,6 +906,8 @@ class GoatGrid(LifelongGoals, MiniGridEnv):
                     if i != prev.id and not (modality == "category" and self._instances[i].category == prev.category)
                 ]
                 eligible = fresh or eligible  # only a degenerate house leaves no fresh target
+                if cfg.new_room_goals:
+                    eligible = [i for i in eligible if prev.room not in self._goal_rooms(modality, i)]
             target = None
             while eligible and target is None:
                 candidate = self._instances[eligible[int(rng.integers(0, len(eligible)))]]
@@ -920,6 +934,13 @@ class GoatGrid(LifelongGoals, MiniGridEnv):
             self._subgoals.append(sub)
             prev = target
         return True
+
+    def _goal_rooms(self, modality: str, i: int) -> set[int]:
+        """Rooms of the instances that would complete a ``modality`` subgoal for instance ``i``."""
+        target = self._instances[i]
+        if modality == "category":
+            return {o.room for o in self._instances if o.category == target.category}
+        return {target.room}
 
     def _begin_subgoal(self, k: int) -> None:
         """Make subgoal ``k`` current from the agent's pose (nothing else changes)."""
