@@ -66,6 +66,7 @@ def test_get_state_set_state_resumes_exactly():
 def test_make_vec_env_takes_the_native_twin():
     envs = make_vec_env("CartPole-v1", 2, {"sutton_barto_reward": True})
     assert isinstance(envs, CartPoleVec) and envs.sutton_barto_reward and envs.max_episode_steps == 500
+    assert make_vec_env("CartPole-v1", 2, {"max_episode_steps": 40}).max_episode_steps == 40  # as gym.make
     with pytest.raises(ConfigError, match="bad env_kwargs"):
         make_vec_env("CartPole-v1", 2, {"gravity": 3.0})
 
@@ -73,6 +74,8 @@ def test_make_vec_env_takes_the_native_twin():
 def test_bad_input():
     with pytest.raises(ConfigError, match="num_envs"):
         CartPoleVec(0)
+    with pytest.raises(ConfigError, match="sutton_barto_reward"):
+        CartPoleVec(2, sutton_barto_reward="yes")
     with pytest.raises(ConfigError, match="render_mode"):
         CartPoleVec(2, render_mode="rgb_array")
     vec = CartPoleVec(2)

@@ -62,6 +62,8 @@ class CartPoleVec(SubEnvRNGs, VectorEnv):
             raise ConfigError(f"CartPoleVec: num_envs must be an integer >= 1, got {num_envs!r}")
         if not is_int(max_episode_steps) or max_episode_steps < 1:
             raise ConfigError(f"CartPoleVec: max_episode_steps must be an integer >= 1, got {max_episode_steps!r}")
+        if not isinstance(sutton_barto_reward, (bool, np.bool_)):
+            raise ConfigError(f"CartPoleVec: sutton_barto_reward must be true or false, got {sutton_barto_reward!r}")
         if render_mode is not None:  # videos are recorded from the single env
             raise ConfigError(f"CartPoleVec: renders no frames (use gym.make('CartPole-v1')), got render_mode={render_mode!r}")
         self.num_envs = n = int(num_envs)

@@ -4,9 +4,9 @@
 SAME_STEP ``vector_entry_point`` (rlmem's own envs) or rlmem has a native twin of a peer
 env (``NATIVE_TWINS``: CartPole-v1), and a ``SyncVectorEnv`` otherwise (MiniGrid, ...),
 with the observation adapters of :mod:`rlmem.envs.adapters` for peer envs. All use
-Gymnasium's SAME_STEP autoreset: when an episode ends, the
-returned observation is already the next episode's first one, and the last observation
-of the finished episode is in ``info["final_obs"]`` (needed to bootstrap truncations).
+Gymnasium's SAME_STEP autoreset: when an episode ends, the returned observation is already
+the next episode's first one, and the last observation of the finished episode is in
+``info["final_obs"]`` (needed to bootstrap truncations).
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def make_vec_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None =
     try:
         if spec.id in NATIVE_TWINS:
             twin = gym.envs.registration.load_env_creator(NATIVE_TWINS[spec.id])
-            return twin(num_envs, max_episode_steps=spec.max_episode_steps, **{**spec.kwargs, **kwargs})
+            # max_episode_steps: the registered time limit unless env_kwargs override it, as
+            # gym.make (and so SyncVectorEnv) allows
+            return twin(num_envs, **{"max_episode_steps": spec.max_episode_steps, **spec.kwargs, **kwargs})
         if spec.vector_entry_point is not None:
             envs = gym.make_vec(spec, num_envs=num_envs, **kwargs)
             if envs.metadata.get("autoreset_mode") == AutoresetMode.SAME_STEP:
