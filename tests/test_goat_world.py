@@ -292,6 +292,16 @@ def test_lifelong_subgoals_do_not_reset_the_house(env):
         env.step(FORWARD)
 
 
+def test_new_room_goals_never_start_a_subgoal_in_a_goal_room():
+    env = GoatWorld(**{**SMALL, "n_objects": 3, "new_room_goals": True})
+    for seed in range(4):
+        env.reset(seed=seed)
+        subs, inst = env._subgoals, env._instances
+        for prev, sub in zip(subs, subs[1:]):
+            assert inst[prev.target].room not in {inst[i].room for i in sub.goal_ids}
+    env.close()
+
+
 def test_budget_ends_a_subgoal_as_a_failure():
     e = GoatWorld(**{**SMALL, "subgoal_budget": 3})
     e.reset(seed=0)
@@ -446,6 +456,7 @@ def test_spl_shortest_matches_the_navigation_grid(env):
         (dict(colors=("red", "pink")), "unknown colors"),
         (dict(room_size="big"), "room_size"),
         (dict(roomsize=4), "valid:"),
+        (dict(new_room_goals=1), "new_room_goals must be true or false"),
         (dict(render_mode="human"), "render_mode"),
     ],
 )

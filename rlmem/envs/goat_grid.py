@@ -298,9 +298,8 @@ class GoatGridConfig:
                 f"(e.g. (56, 56, 3)), got {self.goal_image_shape!r}"
             )
         object.__setattr__(self, "goal_image_shape", tuple(int(v) for v in shape))
-        for name in ("gps", "new_room_goals"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ConfigError(f"{who}: {name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.gps, (bool, np.bool_)):
+            raise ConfigError(f"{who}: gps must be true or false, got {self.gps!r}")
         for name in ("closed_door_prob", "extra_door_prob"):
             p = getattr(self, name)
             if not isinstance(p, (int, float, np.integer, np.floating)) or not 0.0 <= p <= 1.0:
@@ -334,7 +333,8 @@ class GoatGridConfig:
 def check_house_fields(cfg: Any, who: str) -> None:
     """Check and normalise, on a frozen config dataclass, the fields GoatGrid and GoatWorld share:
     ``layout``, ``n_objects``, ``min_subgoals`` / ``max_subgoals`` / ``subgoal_budget``,
-    ``categories`` / ``colors`` / ``modalities`` and the rewards. Bad values: ConfigError."""
+    ``categories`` / ``colors`` / ``modalities``, ``new_room_goals`` and the rewards. Bad
+    values: ConfigError."""
     layout = tuple(cfg.layout) if isinstance(cfg.layout, (tuple, list)) else None
     if layout is None or len(layout) != 2 or not all(is_int(v) for v in layout):
         raise ConfigError(f"{who}: layout must be (cols, rows) integers, got {cfg.layout!r}")
@@ -350,6 +350,8 @@ def check_house_fields(cfg: Any, who: str) -> None:
         raise ConfigError(f"{who}: need min_subgoals <= max_subgoals, got {cfg.min_subgoals} > {cfg.max_subgoals}")
     for name, valid in (("categories", CATEGORIES), ("colors", tuple(COLOR_NAMES)), ("modalities", MODALITIES)):
         object.__setattr__(cfg, name, _names(getattr(cfg, name), valid, name, who))
+    if not isinstance(cfg.new_room_goals, (bool, np.bool_)):
+        raise ConfigError(f"{who}: new_room_goals must be true or false, got {cfg.new_room_goals!r}")
     for name in ("success_reward", "step_penalty", "wrong_stop_penalty", "shaping"):
         v = getattr(cfg, name)
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
@@ -425,6 +427,28 @@ class _Subgoal:
 
 
 # --------------------------------------------------------------------------- pure helpers
+
+
+def later_targets(instances: Sequence[Any], eligible: list[int], prev: Any, modality: str, new_room_goals: bool) -> list[int]:
+    """The ids in ``eligible`` that a ``modality`` subgoal right after one for ``prev`` may ask
+    for (GoatGrid's and GoatWorld's plans; instances have ``id``, ``category`` and ``room``).
+
+    Not ``prev`` itself, nor for a category goal ``prev``'s category, unless nothing else is
+    eligible (a degenerate house); with ``new_room_goals``, nothing whose goal instances (a
+    category goal: every instance of the category) include one in ``prev``'s room, which may
+    leave none (the caller redraws the house).
+    """
+    def goal_rooms(i: int) -> set[int]:
+        if modality == "category":
+            return {o.room for o in instances if o.category == instances[i].category}
+        return {instances[i].room}
+
+    fresh = [
+        i for i in eligible
+        if i != prev.id and not (modality == "category" and instances[i].category == prev.category)
+    ]
+    eligible = fresh or eligible
+    return [i for i in eligible if prev.room not in goal_rooms(i)] if new_room_goals else eligible
 
 
 def tokenize(text: str, length: int = MAX_TOKENS) -> np.ndarray:
@@ -900,14 +924,7 @@ class GoatGrid(LifelongGoals, MiniGridEnv):
             opts = options[modality]
             eligible = [i for i, o in opts.items() if o]
             if prev is not None:
-                fresh = [
-                    i
-                    for i in eligible
-                    if i != prev.id and not (modality == "category" and self._instances[i].category == prev.category)
-                ]
-                eligible = fresh or eligible  # only a degenerate house leaves no fresh target
-                if cfg.new_room_goals:
-                    eligible = [i for i in eligible if prev.room not in self._goal_rooms(modality, i)]
+                eligible = later_targets(self._instances, eligible, prev, modality, cfg.new_room_goals)
             target = None
             while eligible and target is None:
                 candidate = self._instances[eligible[int(rng.integers(0, len(eligible)))]]
@@ -934,13 +951,6 @@ class GoatGrid(LifelongGoals, MiniGridEnv):
             self._subgoals.append(sub)
             prev = target
         return True
-
-    def _goal_rooms(self, modality: str, i: int) -> set[int]:
-        """Rooms of the instances that would complete a ``modality`` subgoal for instance ``i``."""
-        target = self._instances[i]
-        if modality == "category":
-            return {o.room for o in self._instances if o.category == target.category}
-        return {target.room}
 
     def _begin_subgoal(self, k: int) -> None:
         """Make subgoal ``k`` current from the agent's pose (nothing else changes)."""

@@ -168,6 +168,7 @@ from rlmem.envs.goat_grid import (
     VOCAB,
     SubgoalOracle,
     check_house_fields,
+    later_targets,
     tokenize,
 )
 from rlmem.errors import ConfigError, RunError
@@ -275,6 +276,9 @@ class GoatWorldConfig:
     without it a learning agent quits every subgoal early, since a wrong stop costs nothing)."""
     shaping: float = 0.0
     """Coefficient of the potential-based geodesic shaping (per metre; 0 = off; see Rewards)."""
+    new_room_goals: bool = False
+    """Every subgoal after the first has no goal instance in the previous target's room
+    (as GoatGrid's option: a later subgoal never starts beside its goal)."""
 
     def __post_init__(self) -> None:
         who = "GoatWorld"
@@ -1034,11 +1038,7 @@ class GoatWorld(LifelongGoals, gym.Env):
             opts = options[modality]
             eligible = [i for i, o in opts.items() if o]
             if prev is not None:
-                fresh = [
-                    i for i in eligible
-                    if i != prev.id and not (modality == "category" and self._instances[i].category == prev.category)
-                ]
-                eligible = fresh or eligible
+                eligible = later_targets(self._instances, eligible, prev, modality, cfg.new_room_goals)
             target, choice = None, None
             while eligible and target is None:
                 candidate = self._instances[eligible[int(rng.integers(0, len(eligible)))]]
