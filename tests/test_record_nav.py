@@ -27,6 +27,7 @@ import rlmem.envs  # noqa: F401  (registers rlmem/ ids)
 from rlmem import nav_video, video
 from rlmem.algos import modular
 from rlmem.cli import main
+from rlmem.envs.goat_grid import FORWARD
 from rlmem.envs.vector import make_env
 from rlmem.errors import ConfigError
 from rlmem.evaluate import EVAL_SEED_OFFSET
@@ -151,6 +152,8 @@ def test_ppo_video_on_goatgrid_draws_the_path_and_the_first_person_view():
     torch.manual_seed(0)
     policy = ActorCritic(env.observation_space, env.action_space,
                          PolicyConfig(memory="gru", memory_kwargs={"hidden_size": 8}, encoder=[16]))
+    with torch.no_grad():  # mostly FORWARD (p ~ 0.65), so the sampled agent walks a path
+        policy.actor[-1].bias[FORWARD] = 2.0
     frames, _ = video.record_frames(policy, NAV_ENV, kwargs, episodes=1, seed=2, deterministic=False)
     assert 3 <= len(frames) <= 9  # at most two subgoals of four steps, and the final frame
     path = [colour_count(f, nav_video.PATH_COLOURS) for f in frames]
