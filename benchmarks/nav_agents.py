@@ -25,7 +25,9 @@ longest shortest path of these episodes, 37, so an agent that knows the house al
 time; one that must explore often does not); and 40 steps with every door open
 (``closed_door_prob = 0``), which removes the one thing the *world* remembers between
 subgoals: doors the agent opened stay open, so later subgoals are easier even for an agent
-without memory.
+without memory. Add ``new_room_goals = true`` to a setting to take away the other thing a
+memoryless agent gains from: a later subgoal starting beside its goal (``envs/navigation.toml``,
+``goat-newroom``).
 
 Learned agents join the same table with ``--runs NAME=RUN_DIR`` (PPO / GRPO / DAgger run
 folders, e.g. from ``rlmem train --env rlmem/GoatGridSmall-v0 --agent
