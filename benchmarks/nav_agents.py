@@ -118,10 +118,15 @@ def play_learned(run_dir: str, env_id: str, env_kwargs: dict, episodes: int, see
     return out
 
 
+def _values(r: EpisodeResult, what: str) -> list:
+    """An episode's per-subgoal success flags or SPLs."""
+    return r.successes if what == "success" else r.spls
+
+
 def per_index(results: list[EpisodeResult], what: str) -> dict[int, list[float]]:
     rows: dict[int, list[float]] = {}
     for r in results:
-        for k, v in enumerate(r.successes if what == "success" else r.spls):
+        for k, v in enumerate(_values(r, what)):
             rows.setdefault(k, []).append(float(v))
     return rows
 
@@ -129,28 +134,33 @@ def per_index(results: list[EpisodeResult], what: str) -> dict[int, list[float]]
 def per_modality(results: list[EpisodeResult], what: str) -> dict[str, list[float]]:
     rows: dict[str, list[float]] = {}
     for r in results:
-        for m, v in zip(r.modalities, r.successes if what == "success" else r.spls):
+        for m, v in zip(r.modalities, _values(r, what)):
             rows.setdefault(m, []).append(float(v))
     return rows
 
 
+def _later(results: list[EpisodeResult], what: str) -> np.ndarray:
+    """Success or SPL of every subgoal after the first, pooled over episodes."""
+    return np.array([float(s) for r in results for s in _values(r, what)[1:]])
+
+
+def _compare(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float]:
+    """(mean of a, mean of b, b - a, half-width of its 95% interval; normal approximation)."""
+    se = math.sqrt(a.var() / len(a) + b.var() / len(b))
+    return float(a.mean()), float(b.mean()), float(b.mean() - a.mean()), 1.96 * se
+
+
 def first_vs_later(results: list[EpisodeResult], what: str = "success") -> tuple[float, float, float, float]:
     """(first-subgoal mean, later mean, difference, half-width of its 95% interval) of success or SPL."""
-    values = [r.successes if what == "success" else r.spls for r in results]
-    first = np.array([float(v[0]) for v in values])
-    later = np.array([float(s) for v in values for s in v[1:]])
-    se = math.sqrt(first.var() / len(first) + later.var() / len(later))
-    return float(first.mean()), float(later.mean()), float(later.mean() - first.mean()), 1.96 * se
+    first = np.array([float(_values(r, what)[0]) for r in results])
+    return _compare(first, _later(results, what))
 
 
 def later_vs_later(a: list[EpisodeResult], b: list[EpisodeResult], what: str = "success") -> tuple[float, float, float, float]:
     """(a's later-subgoal mean, b's, difference, half-width of its 95% interval): one agent
     with and without its memory across subgoals."""
-    def later(results: list[EpisodeResult]) -> np.ndarray:
-        return np.array([float(s) for r in results for s in (r.successes if what == "success" else r.spls)[1:]])
-    x, y = later(a), later(b)
-    se = math.sqrt(x.var() / len(x) + y.var() / len(y))
-    return float(x.mean()), float(y.mean()), float(x.mean() - y.mean()), 1.96 * se
+    b_mean, a_mean, diff, half = _compare(_later(b, what), _later(a, what))
+    return a_mean, b_mean, diff, half
 
 
 def table(title: str, rows: dict, names: list[str], counts: dict) -> str:

@@ -173,13 +173,10 @@ class _Recurrent(Memory):
         starts in one env) steps, path 3' S segments of L_max steps; 3' wins only where the
         envs are few and their episodes short (its segments side by side take fewer steps)."""
         T, B = start.shape
-        begin = start.t().clone()
-        begin[:, 0] = True
-        first = begin.reshape(-1).nonzero().squeeze(1)
-        longest = int(torch.diff(first, append=first.new_tensor([B * T])).max())
+        _, first, lengths = _segment_bounds(start)
         flush_steps = T + int(start[1:].sum(0).max())
         c = self.cpu_step_rows
-        return flush_steps * (c + B) <= longest * (c + len(first))
+        return flush_steps * (c + B) <= int(lengths.max()) * (c + len(first))
 
     def _takes_padded(self, x: Tensor) -> bool:
         return x.device.type == "cpu" and self.cpu_padded
@@ -216,15 +213,9 @@ class _Recurrent(Memory):
         """Cut every env's chunk at its starts: index tensors shared by paths 3 and 3'."""
         T, B = start.shape
         n = B * T
-        # Segment-begin mask, env-major [B, T] so that segment ids increase along each env's
-        # chunk. Every env begins a segment at t = 0, so no segment spans two envs.
-        begin = start.t().clone()
-        begin[:, 0] = True
-        begin = begin.reshape(n)
+        begin, first, lengths = _segment_bounds(start)
         seg = begin.cumsum(0) - 1                       # [B*T] segment of each (b, t)
-        first = begin.nonzero().squeeze(1)              # [S]   flat index where each begins
         S = first.numel()
-        lengths = torch.diff(first, append=first.new_tensor([n]))  # [S]
         step = torch.arange(n, device=start.device) - first[seg]   # [B*T] step within segment
         seg_env = first // T                            # [S]   env of each segment
         # Only a segment that begins at t = 0 without an episode start continues the
@@ -297,6 +288,19 @@ class _Recurrent(Memory):
             call = torch.lstm if self.n_parts == 2 else torch.gru
             out = call(inp, hx if self.n_parts == 2 else hx[0], weights, True, 1, 0.0, self.training, False, False)[0]
         return out[row_t, env]
+
+
+def _segment_bounds(start: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Where the segments between episode starts begin: the begin mask, flattened env-major
+    ([B, T] -> [B*T], so segment ids increase along each env's chunk; every env begins one at
+    t = 0, so no segment spans two envs), the flat index of each segment's first step [S],
+    and each segment's length [S]."""
+    T, B = start.shape
+    begin = start.t().clone()
+    begin[:, 0] = True
+    begin = begin.reshape(B * T)
+    first = begin.nonzero().squeeze(1)
+    return begin, first, torch.diff(first, append=first.new_tensor([B * T]))
 
 
 @register("gru")
