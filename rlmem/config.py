@@ -39,6 +39,9 @@ class PolicyConfig:
     """Give the critic its own encoder and memory (sb3-contrib RecurrentPPO's default)."""
     activation: str = "tanh"
     """Activation of encoder and head MLPs: tanh or relu."""
+    goal_gating: bool = False
+    """Dict observations with ``goal_*`` keys: the goal gates the view's convolutional feature
+    channels (gated attention, Chaplot et al. 2018), see :class:`rlmem.agents.encoders.DictEncoder`."""
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,35 @@ def test_token_order_matters():
         assert not torch.allclose(enc(a), enc(b))
 
 
+def test_goal_gating_scales_the_view_feature_maps():
+    """policy.goal_gating (gated attention): the goal_* branches set one gate per channel of
+    the view's last feature maps. All gates open is the plain encoder; all shut, the view is gone."""
+    torch.manual_seed(0)
+    gated = make_encoder(SPACE, (16,), "tanh", goal_gating=True)
+    assert gated.goal_keys == ["goal_image"] and list(gated.gates) == ["view"]  # a goal image gates, is not gated
+    plain = make_encoder(SPACE, (16,), "tanh")
+    assert set(plain.load_state_dict(gated.state_dict(), strict=False).unexpected_keys) == {
+        "gates.view.weight", "gates.view.bias"}
+    obs = _batch(SPACE, 2, 3)
+    other_view = dict(obs, view=255 - obs["view"])
+    with torch.no_grad():
+        assert not torch.allclose(gated(obs), plain(obs))
+        gated.gates["view"].weight.zero_()
+        gated.gates["view"].bias.fill_(50.0)   # sigmoid(50) == 1 in float32
+        assert torch.allclose(gated(obs), plain(obs), atol=1e-6)
+        assert not torch.allclose(gated(other_view), gated(obs))
+        gated.gates["view"].bias.fill_(-50.0)  # ~2e-22: the view's maps are scaled to ~0
+        assert torch.allclose(gated(other_view), gated(obs), atol=1e-6)
+
+
+def test_goal_gating_needs_goal_keys_and_a_view():
+    with pytest.raises(ConfigError, match="goal_gating"):
+        make_encoder(gym.spaces.Box(0, 255, (7, 7, 3), np.uint8), (8,), "relu", goal_gating=True)
+    no_goal = gym.spaces.Dict({"view": SPACE["view"], "text": SPACE["text"]})
+    with pytest.raises(ConfigError, match="goal_gating needs goal_\\* keys"):
+        make_encoder(no_goal, (8,), "relu", goal_gating=True)
+
+
 def test_unsupported_sub_space_names_its_key():
     space = gym.spaces.Dict({"ok": gym.spaces.Discrete(2), "mission": gym.spaces.Text(8)})
     with pytest.raises(ConfigError, match="'mission'"):
@@ -133,7 +162,7 @@ def test_plain_spaces_keep_their_encoders():
     flat = make_encoder(gym.spaces.Box(0, 1, (3,)), (8,), "tanh")
     assert not isinstance(flat, DictEncoder) and flat.out_dim == 8
     image = make_encoder(gym.spaces.Box(0, 255, (7, 7, 3), np.uint8), (8,), "relu")
-    assert isinstance(image, ImageEncoder) and len(image.conv) == 5  # no patchify layer
+    assert isinstance(image, ImageEncoder) and len(image.conv) == 4  # two conv + ReLU pairs: no patchify layer
 
 
 # ----------------------------------------------------------------------------- observation helpers

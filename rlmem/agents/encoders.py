@@ -53,10 +53,13 @@ def is_image(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and min(space.shape[:2]) >= 5
 
 
-def make_encoder(space: gym.Space, sizes: tuple[int, ...], activation: str) -> "Encoder":
-    """The encoder of the table above, ending in an MLP of hidden ``sizes``."""
+def make_encoder(space: gym.Space, sizes: tuple[int, ...], activation: str, goal_gating: bool = False) -> "Encoder":
+    """The encoder of the table above, ending in an MLP of hidden ``sizes``; ``goal_gating``:
+    see :class:`DictEncoder` (Dict spaces only)."""
     if isinstance(space, gym.spaces.Dict):
-        return DictEncoder(space, sizes, activation)
+        return DictEncoder(space, sizes, activation, goal_gating)
+    if goal_gating:
+        raise ConfigError(f"policy.goal_gating needs a Dict observation space with goal_* keys, got {space}")
     if isinstance(space, gym.spaces.Discrete):
         return OneHotEncoder(space, sizes, activation)
     if is_image(space):
@@ -132,19 +135,24 @@ class ImageEncoder(Encoder):
             *stem,
             ortho(nn.Conv2d(c, 16, 3, padding=1), math.sqrt(2)), nn.ReLU(),
             ortho(nn.Conv2d(16, 32, 3, stride=2, padding=1), math.sqrt(2)), nn.ReLU(),
-            nn.Flatten(),
         )
+        self.channels = 32
         conv_out = 32 * ((h + 1) // 2) * ((w + 1) // 2)
         self.net, self.out_dim = mlp(conv_out, sizes or (256,), activation)
 
-    def forward(self, obs: Tensor) -> Tensor:
+    def forward(self, obs: Tensor, gate: Tensor | None = None) -> Tensor:
+        """``gate`` [T, B, channels] in (0, 1), optional: scales the last convolution's feature
+        maps channel by channel (:class:`DictEncoder`'s goal gating)."""
         T, B = obs.shape[:2]
         x = obs.reshape(T * B, *obs.shape[2:])
         if self.codes is not None:  # [N, H, W, C] codes -> [N, H, W, C * CODE_DIM] embeddings
             x = torch.cat([emb(x[..., i].long()) for i, emb in enumerate(self.codes)], dim=-1)
         else:
             x = x.float() * self.scale
-        return self.net(self.conv(x.permute(0, 3, 1, 2))).reshape(T, B, -1)
+        maps = self.conv(x.permute(0, 3, 1, 2))
+        if gate is not None:
+            maps = maps * gate.reshape(T * B, self.channels, 1, 1)
+        return self.net(maps.flatten(1)).reshape(T, B, -1)
 
 
 CODE_DIM = 8
@@ -227,13 +235,23 @@ class DictEncoder(Encoder):
     - ``Dict``: a nested :class:`DictEncoder` with a ``FEATURES`` MLP.
 
     So a goal (modality, category, text, image) enters next to the egocentric view at every
-    step. The LayerNorm after each learned branch keeps one key from drowning the others by
+    step.
+
+    ``goal_gating`` adds gated attention (Chaplot et al., "Gated-Attention Architectures for
+    Task-Oriented Language Grounding", AAAI 2018): the outputs of the ``goal_*`` keys' branches,
+    concatenated, go through a linear layer and a sigmoid to one gate per feature channel of
+    each image key that is not a goal (the view), and scale that key's last convolutional
+    feature maps before they are flattened. "Is the purple box in sight" then is one channel
+    gated on, instead of a conjunction the MLP after the concatenation has to build from two
+    separate vectors. The goal's features are still concatenated as well.
+
+    The LayerNorm after each learned branch keeps one key from drowning the others by
     scale, and makes the branch indifferent to how an image is coded: a symbolic view declared
     0..255 (codes 0..10, e.g. the MiniGrid adapter's) arrives as values below 0.05 after the
     uint8 scaling, and would otherwise need its weights to grow ~25-fold before it counts.
     """
 
-    def __init__(self, space: gym.spaces.Dict, sizes: tuple[int, ...], activation: str):
+    def __init__(self, space: gym.spaces.Dict, sizes: tuple[int, ...], activation: str, goal_gating: bool = False):
         super().__init__()
         if not space.spaces:
             raise ConfigError("a Dict observation space needs at least one key")
@@ -247,8 +265,23 @@ class DictEncoder(Encoder):
         in_dim = sum(b.out_dim for b in branches.values())
         self.net, self.out_dim = mlp(in_dim, sizes, activation)
 
+        self.goal_keys = [k for k in self.keys if k.startswith("goal_")] if goal_gating else []
+        views = [k for k in self.keys if not k.startswith("goal_") and is_image(space[k])] if goal_gating else []
+        if goal_gating and not (self.goal_keys and views):
+            raise ConfigError(
+                f"policy.goal_gating needs goal_* keys and an image view in the observation; got keys {self.keys}"
+            )
+        goal_dim = sum(branches[k].out_dim for k in self.goal_keys)
+        self.gates = nn.ModuleDict({k: nn.Linear(goal_dim, branches[k].inner.channels) for k in views})
+
     def forward(self, obs: dict[str, Tensor]) -> Tensor:
-        return self.net(torch.cat([self.branches[k](obs[k]) for k in self.keys], dim=-1))
+        if not self.gates:
+            return self.net(torch.cat([self.branches[k](obs[k]) for k in self.keys], dim=-1))
+        out = {k: self.branches[k](obs[k]) for k in self.keys if k not in self.gates}
+        goal = torch.cat([out[k] for k in self.goal_keys], dim=-1)
+        for k, gate in self.gates.items():
+            out[k] = self.branches[k](obs[k], gate=torch.sigmoid(gate(goal)))
+        return self.net(torch.cat([out[k] for k in self.keys], dim=-1))
 
 
 class _Normed(Encoder):
@@ -258,8 +291,8 @@ class _Normed(Encoder):
         super().__init__()
         self.inner, self.norm, self.out_dim = inner, nn.LayerNorm(inner.out_dim), inner.out_dim
 
-    def forward(self, obs: Tensor) -> Tensor:
-        return self.norm(self.inner(obs))
+    def forward(self, obs: Tensor, **kwargs) -> Tensor:
+        return self.norm(self.inner(obs, **kwargs))
 
 
 def _branch(key: str, space: gym.Space, activation: str) -> Encoder:

@@ -130,7 +130,7 @@ class _Trunk(nn.Module):
 
     def __init__(self, obs_space: gym.Space, cfg: PolicyConfig):
         super().__init__()
-        self.encoder = make_encoder(obs_space, tuple(cfg.encoder), cfg.activation)
+        self.encoder = make_encoder(obs_space, tuple(cfg.encoder), cfg.activation, goal_gating=cfg.goal_gating)
         self.memory = memories.make(cfg.memory, self.encoder.out_dim, **cfg.memory_kwargs)
         self.out_dim = self.memory.out_dim
 
