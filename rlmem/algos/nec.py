@@ -151,7 +151,7 @@ class NECAgent(nn.Module):
             raise ConfigError(f"algo nec needs a Discrete action space (one DND per action), got {action_space}")
         self.obs_space, self.action_space, self.nec = obs_space, action_space, nec
         self.num_actions = int(action_space.n)
-        self.encoder = make_encoder(obs_space, tuple(policy.encoder), policy.activation)
+        self.encoder = make_encoder(obs_space, tuple(policy.encoder), policy.activation, goal_gating=policy.goal_gating)
         self.key = nn.Linear(self.encoder.out_dim, nec.key_dim)
         self.banks = [CaseBank(nec.key_dim, nec.capacity, metric="l2", eviction="lru", index=nec.index, device=device)
                       for _ in range(self.num_actions)]
