@@ -144,10 +144,10 @@ def _later(results: list[EpisodeResult], what: str) -> np.ndarray:
     return np.array([float(s) for r in results for s in _values(r, what)[1:]])
 
 
-def _compare(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float]:
-    """(mean of a, mean of b, b - a, half-width of its 95% interval; normal approximation)."""
-    se = math.sqrt(a.var() / len(a) + b.var() / len(b))
-    return float(a.mean()), float(b.mean()), float(b.mean() - a.mean()), 1.96 * se
+def _compare(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
+    """(mean of x, mean of y, y - x, half-width of its 95% interval; normal approximation)."""
+    se = math.sqrt(x.var() / len(x) + y.var() / len(y))
+    return float(x.mean()), float(y.mean()), float(y.mean() - x.mean()), 1.96 * se
 
 
 def first_vs_later(results: list[EpisodeResult], what: str = "success") -> tuple[float, float, float, float]:
@@ -159,8 +159,8 @@ def first_vs_later(results: list[EpisodeResult], what: str = "success") -> tuple
 def later_vs_later(a: list[EpisodeResult], b: list[EpisodeResult], what: str = "success") -> tuple[float, float, float, float]:
     """(a's later-subgoal mean, b's, difference, half-width of its 95% interval): one agent
     with and without its memory across subgoals."""
-    b_mean, a_mean, diff, half = _compare(_later(b, what), _later(a, what))
-    return a_mean, b_mean, diff, half
+    wiped, kept, diff, half = _compare(_later(b, what), _later(a, what))  # diff = kept - wiped
+    return kept, wiped, diff, half
 
 
 def table(title: str, rows: dict, names: list[str], counts: dict) -> str:

@@ -117,6 +117,9 @@ class ImageEncoder(Encoder):
     and "ball" (6) would differ by 1/255.
     """
 
+    channels = 32
+    """Feature maps of the last convolution (what a goal gate scales, see :class:`DictEncoder`)."""
+
     def __init__(self, space: gym.spaces.Box, sizes: tuple[int, ...], activation: str):
         super().__init__()
         h, w, c = space.shape
@@ -134,10 +137,9 @@ class ImageEncoder(Encoder):
         self.conv = nn.Sequential(
             *stem,
             ortho(nn.Conv2d(c, 16, 3, padding=1), math.sqrt(2)), nn.ReLU(),
-            ortho(nn.Conv2d(16, 32, 3, stride=2, padding=1), math.sqrt(2)), nn.ReLU(),
+            ortho(nn.Conv2d(16, self.channels, 3, stride=2, padding=1), math.sqrt(2)), nn.ReLU(),
         )
-        self.channels = 32
-        conv_out = 32 * ((h + 1) // 2) * ((w + 1) // 2)
+        conv_out = self.channels * ((h + 1) // 2) * ((w + 1) // 2)
         self.net, self.out_dim = mlp(conv_out, sizes or (256,), activation)
 
     def forward(self, obs: Tensor, gate: Tensor | None = None) -> Tensor:
@@ -265,14 +267,17 @@ class DictEncoder(Encoder):
         in_dim = sum(b.out_dim for b in branches.values())
         self.net, self.out_dim = mlp(in_dim, sizes, activation)
 
-        self.goal_keys = [k for k in self.keys if k.startswith("goal_")] if goal_gating else []
-        views = [k for k in self.keys if not k.startswith("goal_") and is_image(space[k])] if goal_gating else []
-        if goal_gating and not (self.goal_keys and views):
-            raise ConfigError(
-                f"policy.goal_gating needs goal_* keys and an image view in the observation; got keys {self.keys}"
-            )
-        goal_dim = sum(branches[k].out_dim for k in self.goal_keys)
-        self.gates = nn.ModuleDict({k: nn.Linear(goal_dim, branches[k].inner.channels) for k in views})
+        self.goal_keys: list[str] = []
+        self.gates = nn.ModuleDict()  # view key -> its gate layer; empty without goal_gating
+        if goal_gating:
+            self.goal_keys = [k for k in self.keys if k.startswith("goal_")]
+            views = [k for k in self.keys if not k.startswith("goal_") and is_image(space[k])]
+            if not (self.goal_keys and views):
+                raise ConfigError(
+                    f"policy.goal_gating needs goal_* keys and an image view in the observation; got keys {self.keys}"
+                )
+            goal_dim = sum(branches[k].out_dim for k in self.goal_keys)
+            self.gates.update({k: nn.Linear(goal_dim, branches[k].inner.channels) for k in views})
 
     def forward(self, obs: dict[str, Tensor]) -> Tensor:
         if not self.gates:
