@@ -248,3 +248,12 @@ def test_ray_backend_runs_the_grid_on_a_local_ray(tmp_path):
     assert sorted((r["agent"], r["seed"]) for r in rows) == [("gru", "1"), ("gru", "2"), ("none", "1"), ("none", "2")]
     assert all(r["status"] == "done" and r["steps"] == "2048" for r in rows)
     assert (tmp_path / "ray" / "curves_tm.png").is_file() and "| gru |" in summary.report.read_text()
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "train").glob("*.toml")))
+def test_every_shipped_recipe_plans(recipe, tmp_path, monkeypatch):
+    # Its suite and every agent preset exist, and every (env, agent, seed) config validates.
+    monkeypatch.chdir(ROOT)  # recipes name their suite and presets relative to the checkout
+    rec = load_recipe(ROOT / "train" / recipe, runs_dir=tmp_path)
+    entries, specs = plan(rec)
+    assert len(specs) == len(entries) * len(rec.agents) * len(rec.seeds) > 0
