@@ -56,7 +56,7 @@ from rlmem.algos.ppo import evaluate_run, record_run  # the student is a PPO pol
 from rlmem.config import PPOConfig, RunConfig, from_dict
 from rlmem.envs.vector import make_env
 from rlmem.errors import ConfigError
-from rlmem.memory import index_state
+from rlmem.memory import index_state, map_state
 from rlmem.runs import Run
 
 __all__ = ["DaggerConfig", "beta_at", "check_config", "evaluate_run", "record_run", "train"]
@@ -169,7 +169,9 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         beta = beta_at(global_step, cfg.total_steps, d)
-        chunk_state, finished = state, []
+        # The rollout runs in inference mode (as PPO's), so its states are inference tensors;
+        # the update replays from this one with autograd: a copy.
+        chunk_state, finished = map_state(torch.clone, state), []
         obs_buf, labels = obs_buffer(policy.obs_space, T, B, device), torch.zeros((T, B), dtype=torch.long)
         starts, agree, teacher_acts = torch.zeros((T, B), dtype=torch.bool), 0, 0
 
@@ -177,7 +179,7 @@ def train(
         for t in range(T):
             obs_t = to_tensor(stack_final(obs, range(B)), device)
             start_t = torch.as_tensor(next_start, device=device)
-            with torch.no_grad():
+            with torch.inference_mode():
                 out, state = policy(unsqueeze(obs_t), state, start_t[None])
             student = out.params[0].argmax(-1).cpu().numpy()
             label = np.array([teachers[i].act(obs[i], infos[i], views[i]) for i in range(B)])
