@@ -181,4 +181,3 @@ def test_ppo_starts_from_a_dagger_run(tmp_path):
                      "--runs-dir", tmp_path)
     assert_clean_error(proc, "no run folder at")
     assert set(tmp_path.iterdir()) == before  # no run folder was created
-
